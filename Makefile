@@ -1,0 +1,27 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both set everything up first,
+# idempotently (Debian packages only when missing, the venv only when the lock changed).
+SHELL := /bin/bash
+PY := .venv/bin/python
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test setup system venv bench lint clean
+
+run: setup
+	$(PY) -m workstation gui
+
+test: setup
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests -q -p no:cacheprovider
+
+bench: setup
+	$(PY) bench/run_all.py
+
+setup: system venv
+
+system:
+	@bash packaging/bootstrap.sh system
+
+venv:
+	@bash packaging/bootstrap.sh venv
+
+clean:
+	rm -rf .venv

@@ -1,0 +1,3 @@
+"""Open radiology reading and annotation workstation."""
+
+__version__ = "0.1.0"
