@@ -12,7 +12,7 @@ SYSTEM_PACKAGES=(
   xvfb xauth libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-render-util0
   libxcb-render0 libxcb-shape0 libxcb-util1 libxcb-xkb1 libxkbcommon-x11-0
   # peers for tests and benchmarks
-  dcmtk dcm2niix
+  dcmtk dcm2niix dicom3tools
   # sample studies a fresh machine can install: head CT (DICOM) and brain MRI (NIfTI)
   invesalius-examples mricron-data
   # python on a bare Debian

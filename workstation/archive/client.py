@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from workstation.model.refs import SeriesRef, StudyRef
+from workstation.model.tasks import Cancelled, CancelToken, Progress, ProgressFn, Skipped
+
+__all__ = [
+    "ArchiveClient", "ArchiveError", "ArchiveUnavailable", "Cancelled", "CancelToken", "ImportReport", "NotFound",
+    "Progress", "ProgressFn", "Skipped", "StudyQuery", "iter_files",
+]
 
 
 class ArchiveError(Exception):
@@ -38,48 +44,12 @@ class StudyQuery:
 
 
 @dataclass(frozen=True)
-class Skipped:
-    """A file that was not imported, and why (in words for the user)."""
-
-    path: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class ImportReport:
     imported: tuple[str, ...] = ()  # SOP Instance UIDs stored
     duplicates: tuple[str, ...] = ()  # paths whose instance was already in the archive
     skipped: tuple[Skipped, ...] = ()
     studies: tuple[str, ...] = ()  # Study Instance UIDs touched
     series: tuple[str, ...] = ()  # Series Instance UIDs touched
-
-
-@dataclass
-class Progress:
-    """Progress callback payload: done out of total (total 0 = unknown), plus a short text."""
-
-    done: int
-    total: int
-    text: str = ""
-
-
-ProgressFn = Callable[[Progress], None]
-
-
-class Cancelled(Exception):
-    """Raised inside long work when the user pressed cancel."""
-
-
-@dataclass
-class CancelToken:
-    cancelled: bool = field(default=False)
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def check(self) -> None:
-        if self.cancelled:
-            raise Cancelled()
 
 
 @runtime_checkable

@@ -1,0 +1,80 @@
+"""Composition root: settings -> local archive -> task runner -> main window.  The only module that wires
+the parts together; everything else receives its collaborators."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from workstation.config import Settings, load_settings
+
+_STYLE = Path(__file__).resolve().parents[1] / "resources" / "style.qss"
+
+
+def shared_data_dir() -> Path | None:
+    """``$WORKSTATION_SHARED_DATA``, else ``<repo>/../shared/data`` when it exists."""
+    env = os.environ.get("WORKSTATION_SHARED_DATA")
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    import workstation
+
+    candidate = Path(workstation.__file__).resolve().parents[1].parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def _qt_app():
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Workstation")
+    app.setOrganizationName("Workstation")
+    if _STYLE.is_file():
+        app.setStyleSheet(_STYLE.read_text(encoding="utf-8"))
+    return app
+
+
+def _install_samples_task(archive):
+    from workstation.archive.samples import install_samples
+
+    data = shared_data_dir()
+
+    def run(progress, cancel):
+        return install_samples(archive, data, progress)
+
+    return run
+
+
+def build_app(settings: Settings, *, samples: bool, synchronous: bool | None = None):
+    """Create (or reuse) the QApplication and a main window on ``settings``; returns (app, window).
+
+    With ``samples`` the bundled sample studies are installed on first run (in the background, with
+    progress in the status bar); the browser refreshes when they are in.
+    """
+    app = _qt_app()
+    from workstation.archive.local import LocalArchive
+    from workstation.ui.main_window import MainWindow
+    from workstation.ui.tasks import TaskRunner
+
+    archive = LocalArchive(settings.archive_dir)
+    runner = TaskRunner(synchronous=synchronous)
+    window = MainWindow(archive, runner)
+    runner.setParent(window)
+    if samples:
+        def setup(handle) -> None:
+            handle.done.connect(window.browser.refresh)
+
+        runner.submit("install samples", _install_samples_task(archive), setup=setup,
+                      on_progress=lambda p: window.show_status(p.text or "Installing samples..."),
+                      on_failed=lambda msg: window.show_status(f"Samples not installed: {msg}"))
+    else:
+        window.browser.refresh()
+    return app, window
+
+
+def run_gui(settings: Settings | None = None, samples: bool = True) -> int:
+    """Start the desktop application; returns the exit code."""
+    settings = settings or load_settings()
+    app, window = build_app(settings, samples=samples)
+    window.show()
+    return int(app.exec())

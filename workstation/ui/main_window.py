@@ -1,0 +1,217 @@
+"""The main window: study browser dock, viewer area, menus, toolbar, status bar.
+
+It receives its collaborators (archive, task runner) from :mod:`workstation.app`; it builds none.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QToolBar, QWidget
+
+from workstation.model.refs import SeriesRef
+from workstation.model.volume import Volume
+from workstation.render.presets import AUTO, WINDOW_PRESETS
+from workstation.ui.import_flow import fill_import_menu
+from workstation.ui.loading import series_loader
+from workstation.ui.study_browser import StudyBrowser
+from workstation.ui.tasks import TaskHandle, TaskRunner
+from workstation.ui.tools import Tool
+from workstation.ui.viewer_area import Layout, ViewerArea
+from workstation.ui.viewport import SliceViewport
+from workstation.ui.viewport_text import patient_name
+
+APP_NAME = "Workstation"
+_LAYOUT_KEYS = {Layout.ONE: "Ctrl+1", Layout.ONE_BY_TWO: "Ctrl+2", Layout.TWO_BY_TWO: "Ctrl+3", Layout.MPR: "Ctrl+4"}
+_TOOL_KEYS = {Tool.WINDOW: "W", Tool.PAN: "P", Tool.ZOOM: "Z", Tool.LENGTH: "L", Tool.ELLIPSE: "E"}
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, archive, runner: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.archive = archive
+        self.runner = runner
+        self.volumes: dict[str, Volume] = {}  # series UID -> loaded volume (this session)
+        self.loading: dict[str, TaskHandle] = {}
+        self.setWindowTitle(APP_NAME)
+        self.viewer = ViewerArea()
+        self.setCentralWidget(self.viewer)
+        self.browser = StudyBrowser(archive, runner)
+        self.dock = QDockWidget("Studies", self)
+        self.dock.setObjectName("studies_dock")
+        self.dock.setWidget(self.browser)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
+        self.status_label = QLabel()
+        self.statusBar().addPermanentWidget(self.status_label)
+        self.browser.open_series.connect(self.open_series)
+        self.browser.status.connect(self.show_status)
+        self.browser.import_flow.status.connect(self.show_status)
+        self.viewer.status.connect(self.show_status)
+        self.viewer.active_changed.connect(self._on_active_changed)
+        self._build_actions()
+        self.setAcceptDrops(True)
+        self.resize(1400, 900)
+
+    # -- actions -------------------------------------------------------------------------------------------
+    def _action(self, text: str, slot, shortcut: str | QKeySequence | None = None, checkable=False) -> QAction:
+        a = QAction(text, self)
+        if shortcut:
+            a.setShortcut(QKeySequence(shortcut))
+        a.setCheckable(checkable)
+        a.triggered.connect(slot)
+        self.addAction(a)  # shortcuts work even when menus are hidden
+        return a
+
+    def _build_actions(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        fill_import_menu(file_menu, self.browser.import_flow)
+        file_menu.addSeparator()
+        file_menu.addAction(self._action("&Quit", self.close, QKeySequence.StandardKey.Quit))
+        view_menu = menu.addMenu("&View")
+        toolbar = QToolBar("Main")
+        toolbar.setObjectName("main_toolbar")
+        self.addToolBar(toolbar)
+        self.layout_actions: dict[Layout, QAction] = {}
+        group = QActionGroup(self)
+        for layout, key in _LAYOUT_KEYS.items():
+            a = self._action(f"Layout {layout.value}", lambda _=False, lay=layout: self.set_layout(lay), key, True)
+            group.addAction(a)
+            view_menu.addAction(a)
+            toolbar.addAction(a)
+            self.layout_actions[layout] = a
+        self.layout_actions[Layout.ONE].setChecked(True)
+        view_menu.addSeparator()
+        presets = view_menu.addMenu("Window presets")
+        for n, name in enumerate([*WINDOW_PRESETS, AUTO], start=1):
+            key = str(n % 7) if name != AUTO else "0"
+            presets.addAction(f"{name.capitalize()}\t{key}", lambda name=name: self.apply_preset(name))
+        view_menu.addAction(self._action("Fit\tF", lambda: self._on_viewport(SliceViewport.fit)))
+        view_menu.addAction(self._action("Reset view", lambda: self._on_viewport(SliceViewport.reset), "Ctrl+R"))
+        view_menu.addAction(self._action("Cine play/stop\tC", lambda: self._on_viewport(SliceViewport.toggle_cine)))
+        view_menu.addSeparator()
+        view_menu.addAction(self._action("Show study browser", self._toggle_browser, "Ctrl+B"))
+        toolbar.addSeparator()
+        self._build_tools(menu.addMenu("&Tools"), toolbar)
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(self._action("&About", self.about))
+
+    def _build_tools(self, tools_menu, toolbar: QToolBar) -> None:
+        self.tool_actions: dict[Tool, QAction] = {}
+        group = QActionGroup(self)
+        for tool, key in _TOOL_KEYS.items():
+            a = self._action(tool.value, lambda _=False, t=tool: self.set_tool(t), key, True)
+            group.addAction(a)
+            tools_menu.addAction(a)
+            toolbar.addAction(a)
+            self.tool_actions[tool] = a
+        self.tool_actions[Tool.WINDOW].setChecked(True)
+        self.rotate_action = self._action("MPR rotate", self._set_rotate, "Shift+R", True)
+        tools_menu.addAction(self.rotate_action)
+        toolbar.addAction(self.rotate_action)
+        tools_menu.addSeparator()
+        tools_menu.addAction(self._action("Delete last measurement\tDel", lambda: self._on_viewport(
+            lambda vp: vp.tools.delete_last())))
+
+    # -- commands ------------------------------------------------------------------------------------------
+    def set_layout(self, layout: Layout) -> None:
+        previous = self.viewer.active_slice_viewport()
+        self.viewer.set_layout(layout)
+        self.layout_actions[layout].setChecked(True)
+        if layout is Layout.MPR and previous is not None and previous.volume is not None:
+            vol = previous.volume
+            if self.viewer.mpr.volume is not vol:
+                self.viewer.mpr.set_volume(vol)
+
+    def set_tool(self, tool: Tool) -> None:
+        for vp in self.viewer.viewports:
+            vp.set_tool(tool)
+        self.tool_actions[tool].setChecked(True)
+        self.show_status(f"Tool: {tool.value}")
+
+    def _set_rotate(self, on: bool) -> None:
+        self.viewer.mpr.rotate_mode = bool(on)
+
+    def apply_preset(self, name: str) -> None:
+        self._on_viewport(lambda vp: vp.apply_preset(name))
+
+    def _on_viewport(self, fn) -> None:
+        vp = self.viewer.active_slice_viewport()
+        if vp is not None:
+            fn(vp)
+
+    def _toggle_browser(self) -> None:
+        self.dock.setVisible(not self.dock.isVisible())
+
+    def about(self) -> None:
+        QMessageBox.about(self, f"About {APP_NAME}",
+                          f"<b>{APP_NAME}</b><p>Radiology reading workstation: local DICOM archive, "
+                          "2D, MPR and 3D viewing, measurements.</p><p>Not for diagnostic use.</p>")
+
+    # -- loading -------------------------------------------------------------------------------------------
+    def open_series(self, ref: SeriesRef) -> TaskHandle | None:
+        """Load a series into the active viewport (into all three MPR planes in the MPR layout)."""
+        uid = ref.series_instance_uid
+        if self.viewer.layout_kind is Layout.MPR:
+            return self._open_in_mpr(uid)
+        vp = self.viewer.active_slice_viewport() or self.viewer.viewports[0]
+        if uid in self.volumes:
+            vp.set_volume(self.volumes[uid])
+            self._update_title(self.volumes[uid])
+            return None
+        def setup(handle: TaskHandle) -> None:
+            vp.watch_loading(handle)
+            handle.finished.connect(lambda vol, u=uid: self._loaded(u, vol))
+            handle.failed.connect(lambda msg: self._warn("Cannot open series", msg))
+
+        return self.runner.submit(f"load {uid}", series_loader(self.archive, uid, vp.loader_callback()),
+                                  setup=setup)
+
+    def _open_in_mpr(self, uid: str) -> TaskHandle | None:
+        if uid in self.volumes:
+            self.viewer.mpr.set_volume(self.volumes[uid])
+            return None
+        def done(vol: Volume) -> None:
+            self._loaded(uid, vol)
+            self.viewer.mpr.set_volume(vol)
+
+        return self.runner.submit(f"load {uid}", series_loader(self.archive, uid), on_done=done,
+                                  on_failed=lambda msg: self._warn("Cannot open series", msg),
+                                  on_progress=lambda p: self.show_status(p.text))
+
+    def _loaded(self, uid: str, volume: Volume) -> None:
+        self.volumes = {uid: volume, **{k: v for k, v in list(self.volumes.items())[:3]}}  # keep a few
+        self._update_title(volume)
+        for w in volume.info.warnings:
+            self.show_status(w)
+
+    def _update_title(self, volume: Volume) -> None:
+        info = volume.info
+        who = " ".join(x for x in (patient_name(info.patient_name), info.patient_id) if x)
+        self.setWindowTitle(f"{who} - {APP_NAME}" if who else APP_NAME)
+
+    def _on_active_changed(self, vp) -> None:
+        vol = getattr(vp, "volume", None)
+        if vol is not None:
+            self._update_title(vol)
+
+    def _warn(self, title: str, message: str) -> None:
+        self.show_status(f"{title}: {message}")
+        QMessageBox(QMessageBox.Icon.Warning, title, message, parent=self).open()
+
+    def show_status(self, text: str) -> None:
+        if text:
+            self.statusBar().showMessage(text, 8000)
+
+    # -- drag & drop, close --------------------------------------------------------------------------------
+    def dragEnterEvent(self, ev) -> None:  # noqa: N802
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:  # noqa: N802
+        self.browser.dropEvent(ev)
+
+    def closeEvent(self, ev) -> None:  # noqa: N802
+        self.runner.cancel_all()
+        self.runner.wait(5000)
+        super().closeEvent(ev)

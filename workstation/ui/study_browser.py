@@ -1,0 +1,257 @@
+"""The study browser: search the archive, list studies and series (with thumbnails), import, delete.
+
+Every archive call runs on the task runner; the widget only shows results.  Double-clicking a series
+emits :attr:`StudyBrowser.open_series` with its :class:`~workstation.model.refs.SeriesRef`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import numpy as np
+from PySide6.QtCore import QDate, QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDateEdit, QFormLayout, QHBoxLayout,
+                               QHeaderView, QLineEdit, QListWidget, QListWidgetItem, QMessageBox,
+                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from workstation.archive.client import StudyQuery
+from workstation.model.refs import SeriesRef, StudyRef
+from workstation.ui.import_flow import ImportFlow, add_import_menu
+from workstation.ui.loading import thumbnail_loader
+from workstation.ui.tasks import TaskRunner
+from workstation.ui.viewport_text import format_date, patient_name
+
+MODALITIES = ("", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG", "XA", "SEG", "SR")
+THUMB = 96
+_STUDY_COLUMNS = ("Patient", "ID", "Date", "Accession", "Description", "Modalities", "Series", "Images")
+
+
+def gray_pixmap(image: np.ndarray) -> QPixmap:
+    """A QPixmap of a 2D uint8 array."""
+    img = np.ascontiguousarray(image, dtype=np.uint8)
+    h, w = img.shape
+    return QPixmap.fromImage(QImage(img.data, w, h, w, QImage.Format.Format_Grayscale8).copy())
+
+
+class SearchForm(QWidget):
+    """Patient name / ID, accession, description, modality and a date range."""
+
+    search = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.patient_name = QLineEdit(placeholderText="e.g. SMITH*")
+        self.patient_id = QLineEdit()
+        self.accession = QLineEdit()
+        self.description = QLineEdit()
+        self.modality = QComboBox()
+        self.modality.addItems([m or "any" for m in MODALITIES])
+        self.date_from = self._date_edit(QDate(1900, 1, 1))
+        self.date_to = self._date_edit(QDate.currentDate().addYears(1))
+        self.button = QPushButton("Search")
+        form = QFormLayout(self)
+        form.setContentsMargins(2, 2, 2, 2)
+        for label, w in (("Patient name", self.patient_name), ("Patient ID", self.patient_id),
+                         ("Accession", self.accession), ("Description", self.description),
+                         ("Modality", self.modality), ("From", self.date_from), ("To", self.date_to)):
+            form.addRow(label, w)
+            if isinstance(w, QLineEdit):
+                w.returnPressed.connect(self.search.emit)
+        form.addRow(self.button)
+        self.button.clicked.connect(self.search.emit)
+
+    @staticmethod
+    def _date_edit(default: QDate) -> QDateEdit:
+        d = QDateEdit(default)
+        d.setCalendarPopup(True)
+        d.setDisplayFormat("yyyy-MM-dd")
+        return d
+
+    def query(self) -> StudyQuery:
+        def day(edit: QDateEdit) -> _dt.date:
+            q = edit.date()
+            return _dt.date(q.year(), q.month(), q.day())
+
+        modality = self.modality.currentText()
+        date_from, date_to = day(self.date_from), day(self.date_to)
+        return StudyQuery(
+            patient_name=self.patient_name.text().strip(), patient_id=self.patient_id.text().strip(),
+            accession_number=self.accession.text().strip(), study_description=self.description.text().strip(),
+            modality="" if modality == "any" else modality,
+            date_from=None if date_from.year <= 1900 else date_from,
+            date_to=None if date_to > _dt.date.today() else date_to,
+        )
+
+
+class StudyBrowser(QWidget):
+    """Search, study table, series list with thumbnails, import and delete."""
+
+    open_series = Signal(object)  # SeriesRef
+    status = Signal(str)
+    studies_changed = Signal()
+
+    def __init__(self, archive, runner: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.archive = archive
+        self.runner = runner
+        self.studies: list[StudyRef] = []
+        self.series: list[SeriesRef] = []
+        self.thumbnails: dict[str, QPixmap] = {}  # series UID -> thumbnail (memory cache)
+        self._thumb_pending: set[str] = set()
+        self.form = SearchForm()
+        self.form.search.connect(self.refresh)
+        self.table = self._make_table()
+        self.series_list = self._make_series_list()
+        self.import_flow = ImportFlow(archive, runner, self)
+        self.import_flow.imported.connect(self._after_import)
+        self._build_layout()
+        self.setAcceptDrops(True)
+
+    def _make_table(self) -> QTableWidget:
+        t = QTableWidget(0, len(_STUDY_COLUMNS))
+        t.setHorizontalHeaderLabels(_STUDY_COLUMNS)
+        t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        t.verticalHeader().hide()
+        t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        t.itemSelectionChanged.connect(self._on_study_selected)
+        return t
+
+    def _make_series_list(self) -> QListWidget:
+        s = QListWidget()
+        s.setIconSize(QSize(THUMB, THUMB))
+        s.setViewMode(QListWidget.ViewMode.ListMode)
+        s.itemDoubleClicked.connect(self._on_series_double_clicked)
+        s.itemActivated.connect(self._on_series_double_clicked)
+        return s
+
+    def _build_layout(self) -> None:
+        self.import_button = QPushButton("Import...")
+        add_import_menu(self.import_button, self.import_flow)
+        self.delete_button = QPushButton("Delete study")
+        self.delete_button.clicked.connect(self.delete_selected_study)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.import_button)
+        buttons.addWidget(self.delete_button)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.series_list)
+        col = QVBoxLayout(self)
+        col.setContentsMargins(2, 2, 2, 2)
+        col.addWidget(self.form)
+        col.addLayout(buttons)
+        col.addWidget(splitter, 1)
+
+    # -- search -----------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Run the search in the background and fill the table."""
+        query = self.form.query()
+        self.runner.submit("search", lambda progress, cancel: self.archive.find_studies(query),
+                           on_done=self._show_studies, on_failed=self._failed)
+
+    def _show_studies(self, studies: list[StudyRef]) -> None:
+        self.studies = list(studies)
+        t = self.table
+        t.setRowCount(len(self.studies))
+        for row, s in enumerate(self.studies):
+            values = (patient_name(s.patient_name), s.patient_id, format_date(s.study_date), s.accession_number,
+                      s.study_description, "/".join(s.modalities), str(s.number_of_series),
+                      str(s.number_of_instances))
+            for col, v in enumerate(values):
+                t.setItem(row, col, QTableWidgetItem(v))
+        self.status.emit(f"{len(self.studies)} studies")
+        self.studies_changed.emit()
+        if self.studies and not t.selectedItems():
+            t.selectRow(0)
+        elif not self.studies:
+            self._show_series([])
+
+    def selected_study(self) -> StudyRef | None:
+        rows = {i.row() for i in self.table.selectedItems()}
+        return self.studies[min(rows)] if rows and min(rows) < len(self.studies) else None
+
+    def _on_study_selected(self) -> None:
+        study = self.selected_study()
+        if study is None:
+            return
+        uid = study.study_instance_uid
+        self.runner.submit("series", lambda progress, cancel: self.archive.find_series(uid),
+                           on_done=self._show_series, on_failed=self._failed)
+
+    # -- series -------------------------------------------------------------------------------------------
+    def _show_series(self, series: list[SeriesRef]) -> None:
+        self.series = list(series)
+        self.series_list.clear()
+        for s in self.series:
+            number = f"{s.series_number}: " if s.series_number is not None else ""
+            item = QListWidgetItem(f"{number}{s.series_description or '(no description)'}\n"
+                                   f"{s.modality}, {s.number_of_instances} images")
+            item.setData(Qt.ItemDataRole.UserRole, s.series_instance_uid)
+            item.setSizeHint(QSize(THUMB + 200, THUMB + 6))
+            if s.series_instance_uid in self.thumbnails:
+                item.setIcon(QIcon(self.thumbnails[s.series_instance_uid]))
+            self.series_list.addItem(item)
+        for s in self.series:
+            self._request_thumbnail(s.series_instance_uid)
+
+    def _request_thumbnail(self, uid: str) -> None:
+        if uid in self.thumbnails or uid in self._thumb_pending:
+            return
+        self._thumb_pending.add(uid)
+        self.runner.submit(f"thumbnail {uid}", thumbnail_loader(self.archive, uid, THUMB),
+                           on_done=lambda img, u=uid: self._set_thumbnail(u, img),
+                           setup=lambda h, u=uid: h.done.connect(lambda: self._thumb_pending.discard(u)))
+
+    def _set_thumbnail(self, uid: str, image: np.ndarray) -> None:
+        self.thumbnails[uid] = gray_pixmap(image)
+        for row in range(self.series_list.count()):
+            item = self.series_list.item(row)
+            if item.data(Qt.ItemDataRole.UserRole) == uid:
+                item.setIcon(QIcon(self.thumbnails[uid]))
+
+    def series_ref(self, uid: str) -> SeriesRef | None:
+        return next((s for s in self.series if s.series_instance_uid == uid), None)
+
+    def _on_series_double_clicked(self, item: QListWidgetItem) -> None:
+        ref = self.series_ref(item.data(Qt.ItemDataRole.UserRole))
+        if ref is not None:
+            self.open_series.emit(ref)
+
+    # -- delete -------------------------------------------------------------------------------------------
+    def confirm(self, title: str, text: str) -> bool:
+        """Ask the user; tests replace this method."""
+        answer = QMessageBox.question(self, title, text)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def delete_selected_study(self) -> None:
+        study = self.selected_study()
+        if study is None:
+            return
+        who = patient_name(study.patient_name) or study.patient_id
+        text = (f"Delete the study of {who} from {format_date(study.study_date)} "
+                f"({study.number_of_instances} images) from the local archive?")
+        if not self.confirm("Delete study", text):
+            return
+        uid = study.study_instance_uid
+        self.runner.submit("delete", lambda progress, cancel: self.archive.delete_study(uid),
+                           on_done=lambda _r: self.refresh(), on_failed=self._failed)
+
+    # -- import & drop -------------------------------------------------------------------------------------
+    def _after_import(self, report) -> None:
+        self.refresh()
+
+    def dragEnterEvent(self, ev) -> None:  # noqa: N802
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:  # noqa: N802
+        paths = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.import_flow.start(paths)
+            ev.acceptProposedAction()
+
+    def _failed(self, message: str) -> None:
+        self.status.emit(message)
+        QMessageBox(QMessageBox.Icon.Warning, "Archive", message, parent=self).open()

@@ -1,0 +1,83 @@
+"""The central viewer area: 1x1, 1x2 and 2x2 grids of slice viewports, or the MPR 1+3 panel."""
+
+from __future__ import annotations
+
+import enum
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QGridLayout, QStackedWidget, QWidget
+
+from workstation.ui.mpr import MprPanel
+from workstation.ui.viewport import SliceViewport
+
+
+class Layout(enum.Enum):
+    ONE = "1x1"
+    ONE_BY_TWO = "1x2"
+    TWO_BY_TWO = "2x2"
+    MPR = "MPR 1+3"
+
+    @property
+    def cells(self) -> list[tuple[int, int]]:
+        return {Layout.ONE: [(0, 0)], Layout.ONE_BY_TWO: [(0, 0), (0, 1)],
+                Layout.TWO_BY_TWO: [(0, 0), (0, 1), (1, 0), (1, 1)], Layout.MPR: []}[self]
+
+
+class ViewerArea(QStackedWidget):
+    """Owns the viewports; tracks which one is active (the last one clicked)."""
+
+    active_changed = Signal(object)
+    status = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.grid_page = QWidget()
+        self.grid = QGridLayout(self.grid_page)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setSpacing(2)
+        self.viewports = [SliceViewport() for _ in range(4)]
+        for vp in self.viewports:
+            vp.activated.connect(self.set_active)
+            vp.status.connect(self.status.emit)
+        self.mpr = MprPanel()
+        self.mpr.activated.connect(self.set_active)
+        self.mpr.status.connect(self.status.emit)
+        self.addWidget(self.grid_page)
+        self.addWidget(self.mpr)
+        self.layout_kind = Layout.ONE
+        self.active = self.viewports[0]
+        self.set_layout(Layout.ONE)
+
+    def set_layout(self, layout: Layout) -> None:
+        self.layout_kind = Layout(layout)
+        if self.layout_kind is Layout.MPR:
+            self.setCurrentWidget(self.mpr)
+            self.set_active(self.mpr.axial)
+            return
+        for vp in self.viewports:
+            self.grid.removeWidget(vp)
+            vp.hide()
+        for vp, (r, c) in zip(self.viewports, self.layout_kind.cells):
+            self.grid.addWidget(vp, r, c)
+            vp.show()
+        self.setCurrentWidget(self.grid_page)
+        if self.active not in self.visible_viewports():
+            self.set_active(self.viewports[0])
+
+    def visible_viewports(self) -> list:
+        if self.layout_kind is Layout.MPR:
+            return [*self.mpr.slice_viewports(), self.mpr.volume_pane]
+        return self.viewports[: len(self.layout_kind.cells)]
+
+    def set_active(self, vp) -> None:
+        if vp is self.active:
+            return
+        self.active = vp
+        for other in [*self.viewports, *self.mpr.slice_viewports(), self.mpr.volume_pane]:
+            other.setProperty("active", "true" if other is vp else "false")
+            other.style().unpolish(other)
+            other.style().polish(other)
+        self.active_changed.emit(vp)
+
+    def active_slice_viewport(self) -> SliceViewport | None:
+        return self.active if isinstance(self.active, SliceViewport) else None
