@@ -70,11 +70,20 @@ def test_geometry_agrees_with_dcm2niix(tmp_path):
     assert corners_ws <= corners_nii
 
 
-def test_imported_volume_files_pass_dciodvfy(tmp_path):
+INVESALIUS_CT = Path("/usr/share/doc/invesalius-examples/examples/Cranium.inv3")
+
+
+@pytest.mark.parametrize("source", ["nrrd-mr", "inv3-ct"])
+def test_imported_volume_files_pass_dciodvfy(tmp_path, source):
     exe = _need("dciodvfy")
     vi = pytest.importorskip("workstation.dicom.volume_import")
-    nrrd = shared_case("seg-ct-3slice-dcmqi") / "liver_seg.nrrd"
-    files = vi.volume_file_to_dicom(nrrd, tmp_path / "dcm", patient_name="Test^Nrrd", patient_id="NRRD1")
+    if source == "nrrd-mr":
+        path = shared_case("seg-ct-3slice-dcmqi") / "liver_seg.nrrd"
+    else:
+        if not INVESALIUS_CT.exists():
+            pytest.skip("Debian package invesalius-examples is not installed")
+        path = INVESALIUS_CT
+    files = vi.volume_file_to_dicom(path, tmp_path / "dcm", patient_name="Test^Import", patient_id="IMP1")
     assert files
     result = subprocess.run([exe, str(files[0])], capture_output=True, text=True)
     errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]

@@ -202,7 +202,22 @@ def _series_template(path: Path, src: SourceVolume, modality: str, patient_name:
     ds.PositionReferenceIndicator = ""
     ds.WindowCenter = _ds(window[0])
     ds.WindowWidth = _ds(window[1])
+    _acquisition_unknown(ds, modality)
     return ds
+
+
+def _acquisition_unknown(ds: Dataset, modality: str) -> None:
+    """Fill the IOD's required attributes that a volume file cannot tell: empty (Type 2) or 'unknown'."""
+    for keyword in ("PatientBirthDate", "PatientSex", "Laterality", "PatientPosition", "AcquisitionNumber"):
+        setattr(ds, keyword, "")
+    if modality == "CT":
+        ds.KVP = ""
+        return
+    # MR Image module: Type 1 sequence attributes take the 'research mode' / 'none' defined terms.
+    ds.ScanningSequence = "RM"
+    ds.SequenceVariant = "NONE"
+    for keyword in ("ScanOptions", "MRAcquisitionType", "RepetitionTime", "EchoTime", "EchoTrainLength"):
+        setattr(ds, keyword, "")
 
 
 def _slice_dataset(template: Dataset, pixels: np.ndarray, k: int, affine: np.ndarray, spacing: np.ndarray,
