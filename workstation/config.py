@@ -65,10 +65,6 @@ class Settings:
     archives: tuple[ArchiveEndpoint, ...] = field(default_factory=tuple)
     config_file: Path | None = None  # the TOML file that was read, if any
 
-    def with_home(self, home: Path) -> Settings:
-        """Settings as if ``$WORKSTATION_HOME`` were ``home`` (the CLI's ``--home``)."""
-        return load_settings({"WORKSTATION_HOME": str(home)})
-
 
 def _default_home(env: Mapping[str, str]) -> Path:
     if env.get("WORKSTATION_HOME"):

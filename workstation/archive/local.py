@@ -11,6 +11,10 @@ row is committed, and a deletion commits the index change *before* removing file
 leave an unindexed file behind (harmless, overwritten by the next import of that instance) but never
 an index row pointing at nothing.
 
+Identity: the SOP Instance UID is the key (the file meta copy is used when an anonymiser blanked the
+dataset's).  A file with no Study or Series Instance UID at all still imports: it gets a stable
+``2.25.`` UID derived from its patient/study/series attributes, so one series stays together.
+
 Threads: every thread gets its own SQLite connection (readers run in parallel under WAL); writes
 (import, delete) are serialised by one lock.
 """
@@ -36,7 +40,6 @@ from workstation.archive._sources import Source, collect
 from workstation.archive.client import (
     ArchiveError,
     CancelToken,
-    Cancelled,
     ImportReport,
     NotFound,
     Progress,

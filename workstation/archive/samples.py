@@ -100,6 +100,8 @@ def _import_volume_sample(archive: LocalArchive, sample: VolumeSample, progress:
             )
         except DicomReadError as exc:
             return ImportReport(skipped=(Skipped(str(sample.path), exc.reason),))
+        except Exception as exc:  # noqa: BLE001 - a broken sample must never stop the application starting
+            return ImportReport(skipped=(Skipped(str(sample.path), f"cannot convert to DICOM: {exc}"),))
         return archive.import_paths(files, _prefixed(progress, sample.key))
 
 
