@@ -8,6 +8,7 @@ slices go through pydicom's decoders.  A small thread pool overlaps file I/O and
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -17,6 +18,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from workstation.dicom._tasks import Cancelled, CancelToken
+from workstation.dicom.errors import DicomReadError
 from workstation.dicom.plan import SeriesKind, SeriesPlan, SliceSource
 from workstation.dicom.reading import decode_all_frames, fix_high_bits, read_header, read_raw_into, stored_dtype
 from workstation.dicom.resample import resample_to_regular_grid
@@ -60,6 +62,7 @@ def load_volume(
         filled and whose affine is that of the acquired grid.  When the acquisition must be
         resampled (gantry tilt, uneven steps), the returned Volume is a new, resampled one.
     """
+    _check_files(plan)
     ds = read_header(plan.slices[0].path)
     spec = _pixel_spec(plan, ds)
     n = len(plan.slices)
@@ -77,6 +80,19 @@ def load_volume(
         fill = padding if padding is not None else float(voxels.min())
         volume = resample_to_regular_grid(volume, plan, fill)
     return volume
+
+
+def _check_files(plan: SeriesPlan) -> None:
+    """Raise :class:`DicomReadError` naming a file that vanished or changed size since ``examine``."""
+    for path, size in zip(plan.files, plan.file_sizes):
+        try:
+            now = os.stat(path).st_size
+        except FileNotFoundError:
+            raise DicomReadError(path, "file vanished since the series was examined") from None
+        except OSError as exc:
+            raise DicomReadError(path, f"cannot read file: {exc.strerror or exc}") from None
+        if size >= 0 and now != size:
+            raise DicomReadError(path, f"file changed since the series was examined ({size} -> {now} bytes)")
 
 
 def _pixel_spec(plan: SeriesPlan, ds: Dataset) -> _PixelSpec:

@@ -67,6 +67,8 @@ class SeriesPlan:
     needs_resampling: bool = False
     #: (center, width) from the header (first value when multi-valued), if any.
     window: tuple[float, float] | None = None
+    #: Size in bytes of each of ``files`` when examined (-1: unknown); checked again before loading.
+    file_sizes: tuple[int, ...] = ()
 
     @property
     def num_slices(self) -> int:

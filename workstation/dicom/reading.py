@@ -8,14 +8,17 @@ backends, which pick pylibjpeg or gdcm plugins when they are installed.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 
 from workstation.dicom.errors import DicomReadError
@@ -52,8 +55,12 @@ def read_header(path: str | os.PathLike) -> Dataset:
     return read_header_and_pixels(path)[0]
 
 
-def read_header_and_pixels(path: str | os.PathLike) -> tuple[Dataset, PixelLocation | None]:
+def read_header_and_pixels(path: str | os.PathLike, tags: Sequence[str] | None = None,
+                           ) -> tuple[Dataset, PixelLocation | None]:
     """Read the header and locate the pixel data; ``None`` when the file has no pixel data.
+
+    ``tags`` (keywords) limits the parse to those top-level elements (whole sequences included):
+    the others are skipped unread, which makes a header pass over many files several times faster.
 
     Raises
     ------
@@ -66,7 +73,7 @@ def read_header_and_pixels(path: str | os.PathLike) -> tuple[Dataset, PixelLocat
         if size == 0:
             raise DicomReadError(spath, "empty file (0 bytes)")
         with open(spath, "rb") as fp:
-            ds = _parse(fp, spath)
+            ds = _parse(fp, spath, tags)
             # stop_before_pixels rewinds to the start of the (7FE0,0010) tag when it meets it
             here = fp.tell()
             loc = _pixel_location(fp, ds, here, size)
@@ -100,17 +107,24 @@ def _expects_pixels(ds: Dataset) -> bool:
     return bool(sop) and UID(sop).name.endswith("Image Storage")
 
 
-def _parse(fp, spath: str) -> Dataset:
+@functools.lru_cache(maxsize=8)
+def _tag_numbers(keywords: tuple[str, ...]) -> tuple[BaseTag, ...]:
+    """Keywords -> tags once (pydicom would look every keyword up again for every file)."""
+    return tuple(Tag(k) for k in keywords)
+
+
+def _parse(fp, spath: str, tags: Sequence[str] | None = None) -> Dataset:
     """pydicom parse of the header; a missing preamble is tolerated when the content is DICOM."""
+    specific = list(_tag_numbers(tuple(tags))) if tags else None
     try:
-        return pydicom.dcmread(fp, stop_before_pixels=True, defer_size=65536)
+        return pydicom.dcmread(fp, stop_before_pixels=True, defer_size=65536, specific_tags=specific)
     except InvalidDicomError:
         pass
     except (EOFError, struct.error, ValueError) as exc:
         raise DicomReadError(spath, f"truncated file: header cannot be parsed ({exc})") from None
     fp.seek(0)
     try:
-        ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=65536, force=True)
+        ds = pydicom.dcmread(fp, stop_before_pixels=True, defer_size=65536, force=True, specific_tags=specific)
     except Exception:  # noqa: BLE001 - any parse failure of a forced read means "not DICOM"
         ds = None
     # a forced read of arbitrary bytes yields a few nonsense tags; real DICOM has identifying ones

@@ -32,6 +32,19 @@ _SEG_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.
 _STACK_SPLITTERS = (("EchoNumbers", "echo"), ("TemporalPositionIdentifier", "temporal position"),
                     ("AcquisitionNumber", "acquisition"))
 
+#: Every top-level attribute examine looks at (frames.py, _common, _check_is_image, reading's checks):
+#: the header pass parses only these.  Add here whatever a plan starts to need.
+HEADER_TAGS = (
+    "SOPClassUID", "SOPInstanceUID", "StudyDate", "Modality", "SeriesDescription", "PatientName",
+    "PatientID", "SliceThickness", "GantryDetectorTilt", "StudyInstanceUID", "SeriesInstanceUID",
+    "SeriesNumber", "AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier",
+    "ImagePositionPatient", "ImageOrientationPatient", "FrameOfReferenceUID", "SamplesPerPixel",
+    "NumberOfFrames", "Rows", "Columns", "PixelSpacing", "ImagerPixelSpacing", "BitsAllocated",
+    "WindowCenter", "WindowWidth", "RescaleIntercept", "RescaleSlope",
+    "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+    "FloatPixelData", "DoubleFloatPixelData",
+)
+
 
 def _walk(paths: Iterable[Path | str], skipped: list[Skipped]) -> Iterator[Path]:
     """Files under the given files and folders; unreadable folders are reported in ``skipped``."""
@@ -73,7 +86,7 @@ def examine(
         if progress is not None:
             progress(Progress(n, len(files), f"reading headers {n}/{len(files)}"))
         try:
-            ds, loc = read_header_and_pixels(path)
+            ds, loc = read_header_and_pixels(path, HEADER_TAGS)
             _check_is_image(str(path), ds, loc is not None)
             cands = candidates_from_file(str(path), ds, loc)
         except DicomReadError as exc:
@@ -214,7 +227,7 @@ def _images_plan(c: Candidate, ds: Dataset, warnings: tuple[str, ...]) -> Series
                     for f in range(c.frames))
     common = _common(ds, SeriesKind.IMAGES, os.path.basename(c.source.path), w)
     return SeriesPlan(
-        **common, files=(c.source.path,), positions_mm=tuple(float(f) for f in range(c.frames)),
+        **common, files=(c.source.path,), file_sizes=_sizes((c.source.path,)), positions_mm=tuple(float(f) for f in range(c.frames)),
         slices=sources, rows=c.rows, columns=c.columns, pixel_spacing=spacing, window=c.window,
     )
 
@@ -227,12 +240,23 @@ def _stack_plan(members: list[Candidate], ds: Dataset, kind: SeriesKind, stack_k
     files = tuple(dict.fromkeys(s.path for s in geo.slices))
     common = _common(ds, kind, stack_key, warnings + list(geo.warnings))
     return SeriesPlan(
-        **common, files=files, positions_mm=geo.positions_mm, slices=geo.slices,
+        **common, files=files, file_sizes=_sizes(files), positions_mm=geo.positions_mm, slices=geo.slices,
         rows=first.rows, columns=first.columns, row_cosine=first.row_cosine,
         column_cosine=first.column_cosine, pixel_spacing=first.pixel_spacing or (1.0, 1.0),
         slice_thickness=first.slice_thickness, gantry_tilt_deg=geo.tilt_deg,
         needs_resampling=geo.needs_resampling, window=first.window,
     )
+
+
+def _sizes(files: tuple[str, ...]) -> tuple[int, ...]:
+    """Sizes of the files as examined, for :func:`load_volume` to notice files changed since."""
+    out = []
+    for f in files:
+        try:
+            out.append(os.stat(f).st_size)
+        except OSError:
+            out.append(-1)
+    return tuple(out)
 
 
 def load_series(paths: Iterable[Path | str]) -> list[Volume]:
