@@ -13,6 +13,8 @@ SYSTEM_PACKAGES=(
   libxcb-render0 libxcb-shape0 libxcb-util1 libxcb-xkb1 libxkbcommon-x11-0
   # peers for tests and benchmarks
   dcmtk dcm2niix dicom3tools
+  # the real archive the integration tests run against
+  orthanc orthanc-dicomweb orthanc-gdcm
   # sample studies a fresh machine can install: head CT (DICOM) and brain MRI (NIfTI)
   invesalius-examples mricron-data
   # python on a bare Debian
