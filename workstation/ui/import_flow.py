@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHeaderVi
                                QVBoxLayout, QWidget)
 
 from workstation.archive.client import ImportReport, Progress
+from workstation.ui.qt_compat import emit
 from workstation.ui.tasks import TaskHandle, TaskRunner
 
 
@@ -96,7 +97,7 @@ class ImportFlow(QObject):
 
         def setup(handle: TaskHandle) -> None:
             dlg.canceled.connect(handle.cancel)
-            handle.cancelled.connect(lambda: self.status.emit("Import cancelled"))
+            handle.cancelled.connect(lambda: emit(self.status, "Import cancelled"))
             handle.done.connect(self._close_progress)
 
         return self.runner.submit(
@@ -119,14 +120,14 @@ class ImportFlow(QObject):
 
     def _on_done(self, report: ImportReport) -> None:
         self.last_report = report
-        self.status.emit(summary_text(report))
+        emit(self.status, summary_text(report))
         self.last_dialog = ImportReportDialog(report, self.parent_widget)
         self.last_dialog.open()  # not exec(): never blocks the caller (or a test)
-        self.imported.emit(report)
+        emit(self.imported, report)
 
     def _on_failed(self, message: str) -> None:
         self.last_error = message
-        self.status.emit(f"Import failed: {message}")
+        emit(self.status, f"Import failed: {message}")
         box = QMessageBox(QMessageBox.Icon.Warning, "Import failed", message, parent=self.parent_widget)
         box.open()
 

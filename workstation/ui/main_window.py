@@ -89,6 +89,13 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self._action("Fit\tF", lambda: self._on_viewport(SliceViewport.fit)))
         view_menu.addAction(self._action("Reset view", lambda: self._on_viewport(SliceViewport.reset), "Ctrl+R"))
         view_menu.addAction(self._action("Cine play/stop\tC", lambda: self._on_viewport(SliceViewport.toggle_cine)))
+        speed = view_menu.addMenu("Cine speed")
+        speed_group = QActionGroup(self)
+        for fps in (5, 10, 15, 25, 40):
+            a = speed.addAction(f"{fps} frames/s", lambda fps=fps: self.set_cine_fps(fps))
+            a.setCheckable(True)
+            a.setChecked(fps == 10)
+            speed_group.addAction(a)
         view_menu.addSeparator()
         view_menu.addAction(self._action("Show study browser", self._toggle_browser, "Ctrl+B"))
         toolbar.addSeparator()
@@ -128,6 +135,12 @@ class MainWindow(QMainWindow):
             vp.set_tool(tool)
         self.tool_actions[tool].setChecked(True)
         self.show_status(f"Tool: {tool.value}")
+
+    def set_cine_fps(self, fps: int) -> None:
+        for vp in self.findChildren(SliceViewport):
+            vp.cine_fps = int(fps)
+            if vp.cine.isActive():
+                vp.cine.start(int(1000 / fps))
 
     def _set_rotate(self, on: bool) -> None:
         self.viewer.mpr.rotate_mode = bool(on)
@@ -214,4 +227,15 @@ class MainWindow(QMainWindow):
     def closeEvent(self, ev) -> None:  # noqa: N802
         self.runner.cancel_all()
         self.runner.wait(5000)
+        self.release_views()
         super().closeEvent(ev)
+
+    def release_views(self) -> None:
+        """Stop cine timers and free every viewport's GL resources while all objects are still alive."""
+        from workstation.ui.vtk_widget import _CanvasMixin
+
+        for w in self.findChildren(QWidget):
+            if isinstance(w, _CanvasMixin):
+                w.close_canvas()
+        for vp in self.findChildren(SliceViewport):
+            vp.cine.stop()

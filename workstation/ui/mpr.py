@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QGridLayout, QHBoxLayo
 from workstation.model.volume import Volume
 from workstation.render.mpr import MprController
 from workstation.render.slice_view import Orientation, SlabMode
+from workstation.ui.qt_compat import emit
 from workstation.ui.tools import Tool
 from workstation.ui.viewport import SliceViewport, _Handler
 from workstation.ui.volume_viewport import VolumeViewport
@@ -33,7 +34,7 @@ class _MprHandler(_Handler):
     def on_press(self, button, x, y, mods) -> None:
         if button == Qt.MouseButton.LeftButton and (mods & Qt.KeyboardModifier.ControlModifier
                                                      or self.panel.rotate_mode):
-            self.vp.activated.emit(self.vp)
+            emit(self.vp.activated, self.vp)
             self._rotating = (x, y)
             return
         super().on_press(button, x, y, mods)
@@ -69,9 +70,9 @@ class MprPanel(QWidget):
             vp.tools.left_tool = Tool.CROSSHAIR
             vp.tools.on_point = self.set_point
             vp.slice_changed.connect(lambda v=vp: self._on_scrolled(v))
-            vp.activated.connect(self.activated.emit)
-            vp.status.connect(self.status.emit)
-        self.volume_pane.activated.connect(self.activated.emit)
+            vp.activated.connect(self.activated)
+            vp.status.connect(self.status)
+        self.volume_pane.activated.connect(self.activated)
         self._build()
 
     def _build(self) -> None:

@@ -7,6 +7,7 @@ emits :attr:`StudyBrowser.open_series` with its :class:`~workstation.model.refs.
 from __future__ import annotations
 
 import datetime as _dt
+import time
 
 import numpy as np
 from PySide6.QtCore import QDate, QSize, Qt, Signal
@@ -19,6 +20,7 @@ from workstation.archive.client import StudyQuery
 from workstation.model.refs import SeriesRef, StudyRef
 from workstation.ui.import_flow import ImportFlow, add_import_menu
 from workstation.ui.loading import thumbnail_loader
+from workstation.ui.qt_compat import emit
 from workstation.ui.tasks import TaskRunner
 from workstation.ui.viewport_text import format_date, patient_name
 
@@ -57,9 +59,9 @@ class SearchForm(QWidget):
                          ("Modality", self.modality), ("From", self.date_from), ("To", self.date_to)):
             form.addRow(label, w)
             if isinstance(w, QLineEdit):
-                w.returnPressed.connect(self.search.emit)
+                w.returnPressed.connect(self.search)
         form.addRow(self.button)
-        self.button.clicked.connect(self.search.emit)
+        self.button.clicked.connect(self.search)
 
     @staticmethod
     def _date_edit(default: QDate) -> QDateEdit:
@@ -99,6 +101,7 @@ class StudyBrowser(QWidget):
         self.series: list[SeriesRef] = []
         self.thumbnails: dict[str, QPixmap] = {}  # series UID -> thumbnail (memory cache)
         self._thumb_pending: set[str] = set()
+        self._last_open: tuple[str, float] | None = None
         self.form = SearchForm()
         self.form.search.connect(self.refresh)
         self.table = self._make_table()
@@ -124,7 +127,7 @@ class StudyBrowser(QWidget):
         s.setIconSize(QSize(THUMB, THUMB))
         s.setViewMode(QListWidget.ViewMode.ListMode)
         s.itemDoubleClicked.connect(self._on_series_double_clicked)
-        s.itemActivated.connect(self._on_series_double_clicked)
+        s.itemActivated.connect(self._on_series_double_clicked)  # Enter (and double-click on some platforms)
         return s
 
     def _build_layout(self) -> None:
@@ -161,8 +164,8 @@ class StudyBrowser(QWidget):
                       str(s.number_of_instances))
             for col, v in enumerate(values):
                 t.setItem(row, col, QTableWidgetItem(v))
-        self.status.emit(f"{len(self.studies)} studies")
-        self.studies_changed.emit()
+        emit(self.status, f"{len(self.studies)} studies")
+        emit(self.studies_changed)
         if self.studies and not t.selectedItems():
             t.selectRow(0)
         elif not self.studies:
@@ -216,8 +219,11 @@ class StudyBrowser(QWidget):
 
     def _on_series_double_clicked(self, item: QListWidgetItem) -> None:
         ref = self.series_ref(item.data(Qt.ItemDataRole.UserRole))
-        if ref is not None:
-            self.open_series.emit(ref)
+        now = time.monotonic()
+        if ref is not None and self._last_open != (ref.series_instance_uid, round(now, 0)):
+            # double-click may also emit itemActivated: open once
+            self._last_open = (ref.series_instance_uid, round(now, 0))
+            emit(self.open_series, ref)
 
     # -- delete -------------------------------------------------------------------------------------------
     def confirm(self, title: str, text: str) -> bool:
@@ -253,5 +259,5 @@ class StudyBrowser(QWidget):
             ev.acceptProposedAction()
 
     def _failed(self, message: str) -> None:
-        self.status.emit(message)
+        emit(self.status, message)
         QMessageBox(QMessageBox.Icon.Warning, "Archive", message, parent=self).open()

@@ -22,6 +22,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 
 from workstation.archive.client import ArchiveError, Cancelled, CancelToken, Progress
+from workstation.ui.qt_compat import emit, emitter
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class TaskHandle(QObject):
         self.error: str | None = None
         self.is_done = False
         self._relay = _Relay()
-        self._relay.progress.connect(self.progress.emit, Qt.ConnectionType.QueuedConnection)
+        self._relay.progress.connect(self.progress, Qt.ConnectionType.QueuedConnection)
         self._relay.outcome.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
     def cancel(self) -> None:
@@ -71,30 +72,33 @@ class TaskHandle(QObject):
     def _deliver(self, kind: str, payload: Any) -> None:
         if kind == "finished":
             self.result = payload
-            self.finished.emit(payload)
+            emit(self.finished, payload)
         elif kind == "failed":
             self.error = payload
-            self.failed.emit(payload)
+            emit(self.failed, payload)
         else:
-            self.cancelled.emit()
+            emit(self.cancelled)
         self.is_done = True
-        self.done.emit()
+        emit(self.done)
 
     def _execute(self, fn: TaskFn, report_progress: Callable[[Progress], None]) -> tuple[str, Any]:
         try:
             result = fn(report_progress, self.token)
         except Cancelled:
             return "cancelled", None
+        except (ArchiveError, ValueError) as exc:  # expected: bad input, told to the user
+            log.warning("task %s failed: %s", self.name, user_message(exc))
+            return "failed", user_message(exc)
         except Exception as exc:  # noqa: BLE001 - every failure must reach the user, never kill the app
             log.error("task %s failed:\n%s", self.name, traceback.format_exc())
             return "failed", user_message(exc)
         return ("cancelled", None) if self.token.cancelled else ("finished", result)
 
     def run_inline(self, fn: TaskFn) -> None:
-        self._deliver(*self._execute(fn, self.progress.emit))
+        self._deliver(*self._execute(fn, emitter(self.progress)))
 
     def run_in_worker(self, fn: TaskFn) -> None:
-        self._relay.outcome.emit(*self._execute(fn, self._relay.progress.emit))
+        emit(self._relay.outcome, *self._execute(fn, emitter(self._relay.progress)))
 
 
 class _Runnable(QRunnable):

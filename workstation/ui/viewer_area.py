@@ -8,6 +8,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QGridLayout, QStackedWidget, QWidget
 
 from workstation.ui.mpr import MprPanel
+from workstation.ui.qt_compat import emit
 from workstation.ui.viewport import SliceViewport
 
 
@@ -38,10 +39,10 @@ class ViewerArea(QStackedWidget):
         self.viewports = [SliceViewport() for _ in range(4)]
         for vp in self.viewports:
             vp.activated.connect(self.set_active)
-            vp.status.connect(self.status.emit)
+            vp.status.connect(self.status)
         self.mpr = MprPanel()
         self.mpr.activated.connect(self.set_active)
-        self.mpr.status.connect(self.status.emit)
+        self.mpr.status.connect(self.status)
         self.addWidget(self.grid_page)
         self.addWidget(self.mpr)
         self.layout_kind = Layout.ONE
@@ -77,7 +78,7 @@ class ViewerArea(QStackedWidget):
             other.setProperty("active", "true" if other is vp else "false")
             other.style().unpolish(other)
             other.style().polish(other)
-        self.active_changed.emit(vp)
+        emit(self.active_changed, vp)
 
     def active_slice_viewport(self) -> SliceViewport | None:
         return self.active if isinstance(self.active, SliceViewport) else None

@@ -15,6 +15,7 @@ from workstation.archive.client import Progress
 from workstation.model.volume import Volume
 from workstation.render.presets import AUTO, WINDOW_PRESETS, resolve_window
 from workstation.render.slice_view import Orientation, SliceView
+from workstation.ui.qt_compat import emit, emitter
 from workstation.ui.tasks import TaskHandle
 from workstation.ui.tools import SliceTools, Tool
 from workstation.ui.viewport_text import corner_texts, cursor_text
@@ -45,6 +46,7 @@ class SliceViewport(QWidget):
         self.canvas = make_canvas(self)
         self.view = SliceView(self.canvas.renderer)
         self.view.set_orientation(orientation)
+        self._overlay_props = _hide_props(self.canvas.renderer)  # no markers or scale bar on an empty view
         self.tools = SliceTools(self.view, self._on_tool_change)
         self.canvas.handler = _Handler(self)
         self.scrollbar = QScrollBar(Qt.Orientation.Vertical, self)
@@ -68,6 +70,7 @@ class SliceViewport(QWidget):
         self.cine.timeout.connect(self._cine_step)
         self.last_cursor: str = ""
         self.setFocusProxy(self.canvas)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)  # the active-view border (QSS)
 
     def _build_layout(self) -> None:
         row = QHBoxLayout()
@@ -80,7 +83,7 @@ class SliceViewport(QWidget):
         bottom.addWidget(self.progress, 1)
         bottom.addWidget(self.cancel_button)
         col = QVBoxLayout(self)
-        col.setContentsMargins(1, 1, 1, 1)
+        col.setContentsMargins(2, 2, 2, 2)
         col.setSpacing(0)
         col.addLayout(row, 1)
         col.addLayout(bottom)
@@ -94,6 +97,9 @@ class SliceViewport(QWidget):
         """Show ``volume``; ``keep_view`` keeps position, window and zoom (a refined copy of the same grid)."""
         state = (self.view.position_mm, self.view.window) if keep_view and self.view.volume is not None else None
         self.tools.clear()
+        for prop in self._overlay_props:
+            prop.VisibilityOn()
+        self._overlay_props = []
         orientation = self.view.orientation
         self.view.set_volume(volume)
         self.view.set_orientation(orientation)
@@ -105,7 +111,7 @@ class SliceViewport(QWidget):
 
     def loader_callback(self):
         """What to pass as the loader's ``into``: thread-safe, shows the first slice as soon as it exists."""
-        return self._partial.arrived.emit
+        return emitter(self._partial.arrived)
 
     def watch_loading(self, handle: TaskHandle) -> None:
         """Show progress and a cancel button for ``handle``; show the volume when it is done."""
@@ -116,8 +122,8 @@ class SliceViewport(QWidget):
         handle.progress.connect(self._on_progress)
         handle.finished.connect(self._on_loaded)
         handle.done.connect(self._on_load_done)
-        handle.failed.connect(lambda msg: self.status.emit(f"Loading failed: {msg}"))
-        handle.cancelled.connect(lambda: self.status.emit("Loading cancelled"))
+        handle.failed.connect(lambda msg: emit(self.status, f"Loading failed: {msg}"))
+        handle.cancelled.connect(lambda: emit(self.status, "Loading cancelled"))
         self._refresh.start()
 
     def cancel_loading(self) -> None:
@@ -138,11 +144,11 @@ class SliceViewport(QWidget):
             self.progress.setRange(0, p.total)
             self.progress.setValue(p.done)
         self.progress.setFormat(p.text or "%v/%m")
-        self.status.emit(p.text)
+        emit(self.status, p.text)
 
     def _on_loaded(self, volume: Volume) -> None:
         self.set_volume(volume, keep_view=self.view.volume is not None)
-        self.status.emit(f"Loaded {volume.info.series_description or 'series'}: {volume.shape[0]} slices")
+        emit(self.status, f"Loaded {volume.info.series_description or 'series'}: {volume.shape[0]} slices")
 
     def _on_load_done(self) -> None:
         self._refresh.stop()
@@ -158,18 +164,36 @@ class SliceViewport(QWidget):
         return self._task is not None
 
     # -- commands ----------------------------------------------------------------------------------------
+    def _reading_sign(self) -> int:
+        """+1 when the view's slice index already runs in reading order, -1 when it must be reversed.
+
+        Reading order, as in PACS viewers: axial head to feet, coronal front to back, sagittal right to
+        left; "next image" (wheel down, Down) moves along it and image 1 is its start.
+        """
+        n = self.view.normal
+        axis = int(np.argmax(np.abs(n)))
+        reading = (1.0, 1.0, -1.0)[axis]  # +x (to the left), +y (to the back), -z (to the feet)
+        return 1 if n[axis] * reading > 0 else -1
+
+    def image_index(self) -> int:
+        """0-based position in reading order (what "Im k/N" shows, minus one)."""
+        k, count = self.view.slice_index(), self.view.slice_count()
+        return k if self._reading_sign() > 0 else count - 1 - k
+
     def scroll(self, n: int) -> None:
-        self.view.scroll(n)
+        """Move ``n`` images in reading order (positive = next)."""
+        self.view.scroll(int(n) * self._reading_sign())
         self._after_slice_move()
 
     def scroll_to(self, index: int) -> None:
-        self.scroll(int(index) - self.view.slice_index())
+        """Go to image ``index`` (0-based, reading order)."""
+        self.scroll(int(index) - self.image_index())
 
     def apply_preset(self, name: str) -> None:
         if self.view.volume is None:
             return
         self.view.set_window(resolve_window(self.view.volume, name))
-        self.window_changed.emit()
+        emit(self.window_changed)
         self.refresh()
 
     def set_tool(self, tool: Tool) -> None:
@@ -191,26 +215,26 @@ class SliceViewport(QWidget):
             self.cine.stop()
         elif self.view.volume is not None:
             self.cine.start(int(1000 / max(self.cine_fps, 1)))
-        self.status.emit("Cine " + ("playing" if self.cine.isActive() else "stopped"))
+        emit(self.status, "Cine " + ("playing" if self.cine.isActive() else "stopped"))
 
     def _cine_step(self) -> None:
-        if self.view.slice_index() >= self.view.slice_count() - 1:
+        if self.image_index() >= self.view.slice_count() - 1:
             self.scroll_to(0)
         else:
             self.scroll(1)
 
     # -- updates ------------------------------------------------------------------------------------------
     def _after_slice_move(self) -> None:
-        self.slice_changed.emit()
+        emit(self.slice_changed)
         self.refresh()
 
     def _on_tool_change(self, what: str) -> None:
         if what == "window":
-            self.window_changed.emit()
+            emit(self.window_changed)
         self.refresh()
 
     def _on_scrollbar(self, value: int) -> None:
-        if self.view.volume is not None and value != self.view.slice_index():
+        if self.view.volume is not None and value != self.image_index():
             self.scroll_to(value)
 
     def refresh(self) -> None:
@@ -219,9 +243,9 @@ class SliceViewport(QWidget):
         if v.volume is not None:
             self.scrollbar.blockSignals(True)
             self.scrollbar.setRange(0, max(v.slice_count() - 1, 0))
-            self.scrollbar.setValue(v.slice_index())
+            self.scrollbar.setValue(self.image_index())
             self.scrollbar.blockSignals(False)
-            for corner, text in corner_texts(v, self.last_cursor).items():
+            for corner, text in corner_texts(v, self.image_index(), self.last_cursor).items():
                 v.set_corner_text(corner, text)
         self.canvas.request_render()
 
@@ -234,7 +258,7 @@ class SliceViewport(QWidget):
     def show_cursor(self, x: float, y: float) -> None:
         self.last_cursor = cursor_text(self.view, x, y)
         if self.last_cursor:
-            self.status.emit(self.last_cursor)
+            emit(self.status, self.last_cursor)
         self.refresh()
 
     # -- keys -------------------------------------------------------------------------------------------
@@ -270,6 +294,18 @@ class SliceViewport(QWidget):
         return True
 
 
+def _hide_props(renderer) -> list:
+    """Hide every visible prop of ``renderer``; returns them, to show again later."""
+    props = renderer.GetViewProps()
+    hidden = []
+    for i in range(props.GetNumberOfItems()):
+        prop = props.GetItemAsObject(i)
+        if prop.GetVisibility():
+            prop.VisibilityOff()
+            hidden.append(prop)
+    return hidden
+
+
 class _Handler(CanvasHandler):
     """Canvas input -> viewport actions."""
 
@@ -277,7 +313,7 @@ class _Handler(CanvasHandler):
         self.vp = vp
 
     def on_press(self, button, x, y, mods) -> None:
-        self.vp.activated.emit(self.vp)
+        emit(self.vp.activated, self.vp)
         tool = {Qt.MouseButton.LeftButton: self.vp.tools.left_tool, Qt.MouseButton.RightButton: Tool.ZOOM,
                 Qt.MouseButton.MiddleButton: Tool.PAN}.get(button)
         if tool is not None:

@@ -30,7 +30,8 @@ def zoom_factor(view: SliceView) -> float:
     return float(min(vol.spacing[:2]) / max(view.mm_per_pixel(), 1e-9))
 
 
-def corner_texts(view: SliceView, cursor: str = "") -> dict[int, str]:
+def corner_texts(view: SliceView, image_index: int, cursor: str = "") -> dict[int, str]:
+    """Corner texts; ``image_index`` is the 0-based image number in reading order."""
     vol = view.volume
     if vol is None:
         return {}
@@ -43,7 +44,7 @@ def corner_texts(view: SliceView, cursor: str = "") -> dict[int, str]:
         UPPER_LEFT: "\n".join(x for x in (patient_name(info.patient_name), info.patient_id,
                                            format_date(info.study_date)) if x),
         UPPER_RIGHT: "\n".join(x for x in (info.modality, series, number) if x),
-        LOWER_LEFT: "\n".join(x for x in (f"Im {view.slice_index() + 1}/{view.slice_count()}",
+        LOWER_LEFT: "\n".join(x for x in (f"Im {image_index + 1}/{view.slice_count()}",
                                            f"Pos {along:.1f} mm",
                                            f"W {w.width:.0f}  L {w.center:.0f}   Zoom {zoom_factor(view):.2f}",
                                            cursor) if x),

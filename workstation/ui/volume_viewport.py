@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QVBoxLayout, 
 from workstation.model.volume import Volume
 from workstation.render.presets import default_volume_preset
 from workstation.render.volume_view import VolumeView
+from workstation.ui.qt_compat import emit
 from workstation.ui.vtk_widget import CanvasHandler, make_canvas
 
 PRESET_LABELS = {"ct-bone": "CT bone", "ct-soft-tissue": "CT soft tissue", "ct-lung": "CT lung",
@@ -43,10 +44,11 @@ class VolumeViewport(QWidget):
         bar.addWidget(self.presets, 1)
         bar.addWidget(self.reset_button)
         col = QVBoxLayout(self)
-        col.setContentsMargins(1, 1, 1, 1)
+        col.setContentsMargins(2, 2, 2, 2)
         col.setSpacing(0)
         col.addLayout(bar)
         col.addWidget(self.canvas, 1)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)  # the active-view border (QSS)
 
     @property
     def volume(self) -> Volume | None:
@@ -98,7 +100,7 @@ class _Handler(CanvasHandler):
         self._button = None
 
     def on_press(self, button, x, y, mods) -> None:
-        self.vp.activated.emit(self.vp)
+        emit(self.vp.activated, self.vp)
         self._last, self._button = (x, y), button
 
     def on_move(self, buttons, x, y, mods) -> None:

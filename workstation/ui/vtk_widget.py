@@ -214,7 +214,15 @@ def _onscreen_class():
             pass
 
         def close_canvas(self) -> None:
-            self.Finalize()
+            """Release the GL context and X window now, not at some later garbage collection."""
+            rw = self.__dict__.get("render_window")
+            if rw is not None and not self.__dict__.get("_closed"):
+                self._closed = True
+                rw.Finalize()
+
+        def closeEvent(self, ev) -> None:  # noqa: N802
+            self.close_canvas()  # the base class' version fails once Python attributes are gone
+            ev.accept()
 
     return OnscreenVtkWidget
 
