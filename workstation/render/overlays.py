@@ -118,6 +118,10 @@ class OrientationMarkers:
             self.actors[edge] = a
         self.labels = dict.fromkeys(self.EDGES, "")
 
+    def set_visible(self, visible: bool) -> None:
+        for a in self.actors.values():
+            a.SetVisibility(int(visible))
+
     def update(self, screen_right: np.ndarray, screen_up: np.ndarray) -> None:
         dirs = {"left": -screen_right, "right": screen_right, "top": screen_up, "bottom": -screen_up}
         for edge, v in dirs.items():
@@ -141,6 +145,10 @@ class ScaleBar:
         renderer.AddViewProp(self.actor)
         renderer.AddViewProp(self.label)
         self.length_mm = 0.0
+
+    def set_visible(self, visible: bool) -> None:
+        self.actor.SetVisibility(int(visible))
+        self.label.SetVisibility(int(visible))
 
     def update(self, mm_per_pixel: float, viewport_size: tuple[int, int]) -> None:
         w, _h = viewport_size

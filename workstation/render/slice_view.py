@@ -365,6 +365,10 @@ class SliceView:
         return dict(self.markers.labels)
 
     def _update_overlays(self) -> None:
+        # an empty viewport shows no letters or scale: they would describe an image that is not there
+        shown = self._volume is not None
+        self.markers.set_visible(shown)
+        self.scale_bar.set_visible(shown)
         _, right, up = self._camera_frame()
         self.markers.update(right, up)
         _, _, vw, vh = self._viewport()
