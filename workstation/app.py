@@ -72,8 +72,23 @@ def build_app(settings: Settings, *, samples: bool, synchronous: bool | None = N
     return app, window
 
 
+def _no_display_message() -> str | None:
+    """Why a window cannot open here, or None.  Qt itself would abort the process with a core dump."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return None
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display to open the workstation window on (DISPLAY is not set). Run it from a desktop "
+            "session, or under a virtual one with `xvfb-run -a workstation`; the command line "
+            "(`workstation --help`) works without a display.")
+
+
 def run_gui(settings: Settings | None = None, samples: bool = True) -> int:
     """Start the desktop application; returns the exit code."""
+    problem = _no_display_message()
+    if problem:
+        print(f"workstation: {problem}", file=sys.stderr)
+        return 1
     settings = settings or load_settings()
     app, window = build_app(settings, samples=samples)
     window.show()
