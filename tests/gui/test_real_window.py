@@ -18,7 +18,7 @@ pytestmark = [
     pytest.mark.xvfb,
     pytest.mark.shared_data,
     pytest.mark.skipif(os.environ.get("WORKSTATION_REAL_WINDOW") != "1",
-                       reason="real-window test: set WORKSTATION_REAL_WINDOW=1 and run under xvfb-run"),
+                       reason="runs in a child process under xvfb-run (tests/gui/test_real_window_xvfb.py drives it)"),
 ]
 
 

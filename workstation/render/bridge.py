@@ -13,8 +13,8 @@ Two placements of the same voxels are offered:
 from __future__ import annotations
 
 import numpy as np
-import vtk
-from vtk.util import numpy_support
+from workstation.render import _vtk as vtk
+from vtkmodules.util import numpy_support
 
 from workstation.model.volume import Volume
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import vtk
-from vtk.util import numpy_support
+from workstation.render import _vtk as vtk
+from vtkmodules.util import numpy_support
 
 from workstation.model.volume import Photometric, Volume
 

@@ -7,7 +7,7 @@ nor cut by the camera's clipping planes, whatever the slab or oblique angle.
 from __future__ import annotations
 
 import numpy as np
-import vtk
+from workstation.render import _vtk as vtk
 
 #: Letter for the positive direction of each LPS axis, and for the negative one.
 _POS_LETTERS = ("L", "P", "H")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from itertools import count
 
 import numpy as np
-import vtk
+from workstation.render import _vtk as vtk
 
 from workstation.model.measurement import EllipseROI, LengthMeasurement, RoiStats
 from workstation.model.volume import Photometric, Volume, Window

@@ -9,7 +9,7 @@ resolution), and an interactive mode trades image quality for frame rate while t
 from __future__ import annotations
 
 import numpy as np
-import vtk
+from workstation.render import _vtk as vtk
 
 from workstation.model.volume import Volume
 from workstation.render.bridge import prop_matrix, volume_to_local_vtk

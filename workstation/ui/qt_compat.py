@@ -36,8 +36,17 @@ _LEAKS = _emit_leaks_a_reference()
 
 
 def emit(signal, *args) -> None:
-    """``signal.emit(*args)``, minus the binding's reference-count bug."""
-    result = signal.emit(*args)
+    """``signal.emit(*args)``, minus the binding's reference-count bug.
+
+    A worker that finishes after its window closed finds the signal's QObject deleted: nobody is left
+    to tell, so that is not an error.
+    """
+    try:
+        result = signal.emit(*args)
+    except RuntimeError as exc:
+        if "deleted" in str(exc):
+            return
+        raise
     if _LEAKS and isinstance(result, bool):
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(result))
 

@@ -16,11 +16,11 @@ marks the view dirty and one render happens on the next event-loop turn; ``rende
 from __future__ import annotations
 
 import numpy as np
-import vtk
+from workstation.render import _vtk as vtk
 from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QImage, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
-from vtk.util import numpy_support
+from vtkmodules.util import numpy_support
 
 from workstation.render.offscreen import make_render_window
 
