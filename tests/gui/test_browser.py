@@ -42,7 +42,7 @@ def test_search_by_patient_id_and_modality(main_window):
     b.form.modality.setCurrentText("CT")
     b.refresh()
     assert len(b.studies) == 1
-    assert b.table.item(0, 1).text() == "LIDC-IDRI-0001"
+    assert b.table.item(0, 4).text() == "LIDC-IDRI-0001"
 
 
 def test_delete_study_asks_first(main_window, monkeypatch):

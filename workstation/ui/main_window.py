@@ -51,6 +51,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self.setAcceptDrops(True)
         self.resize(1400, 900)
+        self.resizeDocks([self.dock], [430], Qt.Orientation.Horizontal)
 
     # -- actions -------------------------------------------------------------------------------------------
     def _action(self, text: str, slot, shortcut: str | QKeySequence | None = None, checkable=False) -> QAction:

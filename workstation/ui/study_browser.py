@@ -26,7 +26,7 @@ from workstation.ui.viewport_text import format_date, patient_name
 
 MODALITIES = ("", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG", "XA", "SEG", "SR")
 THUMB = 96
-_STUDY_COLUMNS = ("Patient", "ID", "Date", "Accession", "Description", "Modalities", "Series", "Images")
+_STUDY_COLUMNS = ("Patient", "Date", "Mod", "Description", "ID", "Accession", "Series", "Images")
 
 
 def gray_pixmap(image: np.ndarray) -> QPixmap:
@@ -159,8 +159,9 @@ class StudyBrowser(QWidget):
         t = self.table
         t.setRowCount(len(self.studies))
         for row, s in enumerate(self.studies):
-            values = (patient_name(s.patient_name), s.patient_id, format_date(s.study_date), s.accession_number,
-                      s.study_description, "/".join(s.modalities), str(s.number_of_series),
+            # the order a reader scans a worklist in: who, when, what
+            values = (patient_name(s.patient_name), format_date(s.study_date), "/".join(s.modalities),
+                      s.study_description, s.patient_id, s.accession_number, str(s.number_of_series),
                       str(s.number_of_instances))
             for col, v in enumerate(values):
                 t.setItem(row, col, QTableWidgetItem(v))
