@@ -1,0 +1,159 @@
+"""Run a plugin on a Volume: pre-process, infer (onnxruntime), post-process, map back to the source grid.
+
+The result is on the SOURCE grid (a :class:`LabelMap` with the volume's shape and affine) and every
+segment and finding is stamped with the plugin's id and version.  Work is checked against a memory
+budget before anything large is allocated, reports progress, and can be cancelled at any stage
+(an onnxruntime run in progress is terminated).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from workstation.ai import grid
+from workstation.ai.inference import OnnxModel, sliding_window
+from workstation.ai.manifest import Blending, Manifest, OutputKind
+from workstation.ai.postprocess import labels_from_scores, region_findings
+from workstation.ai.registry import Plugin, model_search_path, resolve_model
+from workstation.model.finding import Finding
+from workstation.model.labelmap import Algorithm, AlgorithmType, Code, LabelMap, Segment
+from workstation.model.tasks import CancelToken, Progress, ProgressFn
+from workstation.model.volume import Volume
+
+DEFAULT_MEMORY_BUDGET = 8 << 30
+
+
+class WrongInput(ValueError):
+    """The volume is not what the plugin was made for (modality, colour images, ...)."""
+
+
+class MemoryBudgetExceeded(MemoryError):
+    """The run would need more memory than allowed; nothing was allocated."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    threads: int = 0  # onnxruntime intra-op threads; 0 = its default (all cores)
+    allow_accelerators: bool = True
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET
+    check_modality: bool = True
+    search_path: tuple[Path, ...] | None = None  # None: WORKSTATION_MODEL_PATH + shared models
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RunOptions:
+        env = os.environ if env is None else env
+        threads = int(env.get("WORKSTATION_AI_THREADS", "0") or 0)
+        cpu_only = env.get("WORKSTATION_AI_CPU_ONLY", "") == "1"
+        return cls(threads=threads, allow_accelerators=not cpu_only)
+
+
+@dataclass(frozen=True, eq=False)
+class AiResult:
+    labelmap: LabelMap
+    findings: tuple[Finding, ...]
+    plugin_id: str
+    plugin_version: str
+    providers: tuple[str, ...]
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def run_plugin(plugin: Plugin, volume: Volume, options: RunOptions = RunOptions(),
+               progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> AiResult:
+    """Run ``plugin`` on ``volume``; results on the volume's own grid."""
+    m = plugin.manifest
+    check_input(m, volume, options)
+    search = model_search_path() if options.search_path is None else options.search_path
+    model = OnnxModel(resolve_model(plugin, search), m.input.tensor, m.output.tensor, threads=options.threads,
+                      allow_accelerators=options.allow_accelerators)
+    return run_model(model, m, volume, options, progress, cancel)
+
+
+def check_input(m: Manifest, volume: Volume, options: RunOptions) -> None:
+    if m.output.kind is not OutputKind.LABELMAP:
+        raise WrongInput(f"plugin {m.id!r}: output kind {m.output.kind.value!r} is not supported yet (labelmap only)")
+    if volume.voxels.ndim != 3:
+        raise WrongInput(f"plugin {m.id!r} needs a greyscale volume; this series is colour")
+    if options.check_modality and volume.info.modality not in m.input.modalities:
+        raise WrongInput(f"plugin {m.id!r} is made for {'/'.join(m.input.modalities)} images; "
+                         f"this series is {volume.info.modality or 'of unknown modality'}")
+    needed = estimate_memory(m, volume)
+    if needed > options.memory_budget_bytes:
+        raise MemoryBudgetExceeded(f"plugin {m.id!r} would need about {needed / 2**30:.1f} GiB on this series; "
+                                   f"the budget is {options.memory_budget_bytes / 2**30:.1f} GiB")
+
+
+def estimate_memory(m: Manifest, volume: Volume) -> int:
+    """Bytes of the largest arrays a run holds at once (model grid tensors + source-grid results)."""
+    _, shape = grid.model_grid(volume, m.input)
+    model_voxels = int(np.prod(shape))
+    channels = max(2, len(m.labels) + 1)
+    source_voxels = int(np.prod(volume.shape))
+    # input + scores + blending weights + labels/confidence on the model grid; labels, confidence,
+    # a float copy for SimpleITK and component images on the source grid
+    return model_voxels * 4 * (2 + channels) + source_voxels * (4 + 4 + 2)
+
+
+def run_model(model: OnnxModel, m: Manifest, volume: Volume, options: RunOptions = RunOptions(),
+              progress: ProgressFn | None = None, cancel: CancelToken | None = None) -> AiResult:
+    """The pipeline with an already opened model (benchmarks reuse one session)."""
+    cancel = cancel or CancelToken()
+    report = progress or (lambda p: None)
+    t: dict[str, float] = {}
+    start = time.perf_counter()
+    report(Progress(0, 4, "pre-processing"))
+    data, model_affine = grid.to_model_grid(volume, m.input)
+    grid.normalise(data, m.input.intensity)
+    t["preprocess"] = time.perf_counter() - start
+    cancel.check()
+    report(Progress(1, 4, "inference"))
+    mark = time.perf_counter()
+    patch = None if m.input.patch is None else tuple(reversed(m.input.patch))
+    scores = sliding_window(data, patch, m.input.overlap, lambda x: model.predict(x, cancel),
+                            gaussian=m.input.blending is Blending.GAUSSIAN, cancel=cancel)
+    del data
+    t["inference"] = time.perf_counter() - mark
+    cancel.check()
+    report(Progress(2, 4, "post-processing"))
+    mark = time.perf_counter()
+    labels, confidence = labels_from_scores(scores, m.output.activation, m.output.threshold)
+    del scores
+    t["postprocess"] = time.perf_counter() - mark
+    cancel.check()
+    report(Progress(3, 4, "mapping back to the source grid"))
+    mark = time.perf_counter()
+    labels, confidence = _to_source(labels, confidence, model_affine, volume)
+    labelmap = LabelMap.on_grid_of(volume, labels, _segments(m))
+    findings = tuple(region_findings(labels, confidence, volume, m))
+    t["map_back"] = time.perf_counter() - mark
+    t["total"] = time.perf_counter() - start
+    report(Progress(4, 4, "done"))
+    return AiResult(labelmap, findings, m.id, m.version, model.providers, t)
+
+
+def _to_source(labels: np.ndarray, confidence: np.ndarray, model_affine: np.ndarray,
+               volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (nearest) and confidence (linear) resampled from the model grid onto the volume's grid."""
+    out_labels = grid.resample(grid.to_sitk(labels, model_affine), volume.affine, volume.shape, labels=True)
+    out_conf = grid.resample(grid.to_sitk(confidence, model_affine), volume.affine, volume.shape, labels=False,
+                             pixel_type=sitk.sitkUInt8)
+    return out_labels.astype(np.uint8, copy=False), out_conf
+
+
+def _segments(m: Manifest) -> tuple[Segment, ...]:
+    algorithm = Algorithm(m.id, m.version, AlgorithmType.AUTOMATIC)
+    return tuple(
+        Segment(spec.value, spec.name, spec.colour, Code(spec.category.code, spec.category.scheme, spec.category.meaning),
+                Code(spec.type.code, spec.type.scheme, spec.type.meaning), algorithm)
+        for spec in m.labels
+    )
+
+
+def search_path_from(dirs: Sequence[str | Path]) -> tuple[Path, ...]:
+    return tuple(Path(d) for d in dirs)
