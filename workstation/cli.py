@@ -1,4 +1,6 @@
-"""Command line: ``workstation [--home DIR] [gui|import|studies|series|info|render|delete] ...``.
+"""Command line: ``workstation [--home DIR] [gui|import|studies|series|info|render|delete|archives|fetch|store]``.
+
+Remote archives (``archives``, ``fetch``, ``store``, ``--archive NAME``) live in :mod:`workstation.cli_archives`.
 
 With no subcommand the desktop application starts.  Exit codes: 0 success, 1 failure (the reason is one
 line on stderr), 2 usage error.  A bad input never shows a traceback (set ``WORKSTATION_DEBUG=1`` to see
@@ -18,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from workstation import cli_archives
+from workstation.ai import cli as ai_cli
 from workstation.config import ConfigError, Settings, load_settings
 
 VIEWS = ("axial", "coronal", "sagittal", "3d")
@@ -53,11 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gui", help="open the desktop application (the default)")
     p = sub.add_parser("import", help="import DICOM files, folders, zip files or DICOMDIRs into the local archive")
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    p = sub.add_parser("studies", help="list the studies in the local archive")
+    p = sub.add_parser("studies", help="list the studies in the local archive (or another with --archive)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--archive", metavar="NAME", help="a remote archive (see `workstation archives list`)")
+    p.add_argument("--patient-id", default="", metavar="ID", help="only this patient (* and ? allowed)")
+    p.add_argument("--patient-name", default="", metavar="NAME", help="patient name (* and ? allowed)")
     p = sub.add_parser("series", help="list the series of a study")
     p.add_argument("study_uid", metavar="STUDY_UID")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--archive", metavar="NAME", help="a remote archive (see `workstation archives list`)")
     p = sub.add_parser("info", help="describe the image series in a file, folder or archived series")
     p.add_argument("target", metavar="PATH_OR_SERIES_UID")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -71,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="FILE.png")
     p = sub.add_parser("delete", help="delete a study from the local archive")
     p.add_argument("study_uid", metavar="STUDY_UID")
+    cli_archives.add_parsers(sub)
+    ai_cli.add_parsers(sub)  # plugins list, ai run (issue 4)
     return parser
 
 
@@ -81,7 +91,10 @@ def _settings(home: Path | None) -> Settings:
     return load_settings(env)
 
 
-def _archive(settings: Settings):
+def _archive(settings: Settings, name: str | None = None):
+    """The embedded local archive, or the remote archive with that name."""
+    if name and name != "Local":
+        return cli_archives.open_named(settings, name)
     from workstation.archive.local import LocalArchive
 
     return LocalArchive(settings.archive_dir)
@@ -140,7 +153,8 @@ def _date(d: str) -> str:
 def cmd_studies(settings: Settings, args: argparse.Namespace) -> int:
     from workstation.archive.client import StudyQuery
 
-    studies = _archive(settings).find_studies(StudyQuery(limit=0))
+    query = StudyQuery(patient_id=args.patient_id, patient_name=args.patient_name, limit=0)
+    studies = _archive(settings, args.archive).find_studies(query)
     rows = [
         {
             "study_instance_uid": s.study_instance_uid,
@@ -166,8 +180,9 @@ def cmd_studies(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_series(settings: Settings, args: argparse.Namespace) -> int:
-    archive = _archive(settings)
-    archive.get_study(args.study_uid)  # NotFound with a clear message
+    archive = _archive(settings, args.archive)
+    if hasattr(archive, "get_study"):
+        archive.get_study(args.study_uid)  # NotFound with a clear message
     series = archive.find_series(args.study_uid)
     rows = [
         {
@@ -307,7 +322,11 @@ COMMANDS = {
     "info": cmd_info,
     "render": cmd_render,
     "delete": cmd_delete,
+    "archives": cli_archives.cmd_archives,
+    "fetch": cli_archives.cmd_fetch,
+    "store": cli_archives.cmd_store,
 }
+COMMANDS.update(ai_cli.commands(fetch_paths=lambda settings, uid: _archive(settings).fetch_series(uid)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -335,7 +354,7 @@ def _message(exc: Exception) -> str:
     """One line for the user: our own errors speak for themselves; others get their type named."""
     from workstation.archive.client import ArchiveError
 
-    if isinstance(exc, (CliError, ArchiveError, ConfigError)):
+    if isinstance(exc, (CliError, ArchiveError, ConfigError, cli_archives.ArchiveCliError)):
         return str(exc)
     reason = getattr(exc, "reason", None)  # DicomReadError and friends carry a user-facing reason
     if isinstance(reason, str):

@@ -20,10 +20,17 @@ The TOML file is ``home/workstation.toml``::
     called_ae = "PACS"
     calling_ae = "WORKSTATION"
 
+    retrieve = "move"                    # or "get" (the default)
+    move_port = 11113                    # where the workstation's storage SCP listens for C-MOVE
+
     [[archives]]
     name = "Orthanc web"
     kind = "dicomweb"
-    url = "http://localhost:8042/dicom-web"
+    url = "https://pacs.example.org/dicom-web"
+    auth = "basic"                       # "none" (default), "basic" or "bearer"
+    user = "radiologist"                 # the password / token lives in the keyring or secrets file
+    ca_bundle = "/etc/pki/site-ca.pem"   # optional; else the system's trusted CAs
+    timeout = 30                         # seconds
 
 With no ``[[archives]]`` the embedded local archive is the only one.  Only stdlib is imported here.
 """
@@ -38,6 +45,8 @@ from pathlib import Path
 
 CONFIG_FILE_NAME = "workstation.toml"
 ARCHIVE_KINDS = ("dicomweb", "dimse")
+AUTH_KINDS = ("none", "basic", "bearer")
+RETRIEVE_KINDS = ("get", "move")
 
 
 class ConfigError(ValueError):
@@ -55,6 +64,12 @@ class ArchiveEndpoint:
     port: int = 104
     called_ae: str = ""
     calling_ae: str = "WORKSTATION"
+    retrieve: str = "get"  # DIMSE: "get" | "move"
+    move_port: int = 0  # DIMSE C-MOVE: the port of the workstation's own storage SCP
+    auth: str = "none"  # DICOMweb: "none" | "basic" | "bearer" (secrets are kept elsewhere)
+    user: str = ""
+    ca_bundle: str = ""
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -111,8 +126,18 @@ def _endpoint(raw: object, where: str) -> ArchiveEndpoint:
         raise ConfigError(f"{where}: DIMSE archive {name!r} needs host and called_ae")
     try:
         port = int(raw.get("port", 104))
+        move_port = int(raw.get("move_port", 0))
+        timeout = float(raw.get("timeout", 30.0))
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: archive {name!r} has a port that is not a number") from None
+        raise ConfigError(f"{where}: archive {name!r} has a port or timeout that is not a number") from None
+    auth = str(raw.get("auth", "none")).strip().lower()
+    retrieve = str(raw.get("retrieve", "get")).strip().lower()
+    if auth not in AUTH_KINDS:
+        raise ConfigError(f"{where}: archive {name!r} has auth {auth!r}; expected one of {', '.join(AUTH_KINDS)}")
+    if retrieve not in RETRIEVE_KINDS:
+        raise ConfigError(f"{where}: archive {name!r} has retrieve {retrieve!r}; expected get or move")
+    if kind == "dimse" and retrieve == "move" and not move_port:
+        raise ConfigError(f"{where}: DIMSE archive {name!r} retrieves by C-MOVE and needs a move_port")
     return ArchiveEndpoint(
         name=name,
         kind=kind,
@@ -121,6 +146,12 @@ def _endpoint(raw: object, where: str) -> ArchiveEndpoint:
         port=port,
         called_ae=str(raw.get("called_ae", "")),
         calling_ae=str(raw.get("calling_ae", "WORKSTATION")),
+        retrieve=retrieve,
+        move_port=move_port,
+        auth=auth,
+        user=str(raw.get("user", "")),
+        ca_bundle=str(raw.get("ca_bundle", "")),
+        timeout=timeout,
     )
 
 
@@ -149,3 +180,43 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         archives=archives,
         config_file=config_file if data else None,
     )
+
+
+# -- writing ------------------------------------------------------------------------------------------------
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    text = "".join(c if c >= " " else f"\\u{ord(c):04x}" for c in text)  # no raw control characters
+    return f'"{text}"'
+
+
+def _endpoint_table(ep: ArchiveEndpoint) -> dict:
+    """The endpoint's non-default fields (name and kind always)."""
+    default = ArchiveEndpoint(name=ep.name, kind=ep.kind)
+    table = {"name": ep.name, "kind": ep.kind}
+    for key in ArchiveEndpoint.__dataclass_fields__:
+        value = getattr(ep, key)
+        if key not in table and value != getattr(default, key):
+            table[key] = value
+    return table
+
+
+def save_archives(home: Path, archives: tuple[ArchiveEndpoint, ...] | list[ArchiveEndpoint]) -> Path:
+    """Rewrite ``home/workstation.toml`` with these archives, keeping its other top-level settings.
+
+    Comments in the file are not kept.  The file is replaced atomically.  Secrets never pass through here.
+    """
+    path = Path(home) / CONFIG_FILE_NAME
+    data = _read_toml(path) if path.is_file() else {}
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()
+             if k != "archives" and not isinstance(v, (dict, list))]
+    for ep in archives:
+        lines += ["", "[[archives]]", *(f"{k} = {_toml_value(v)}" for k, v in _endpoint_table(ep).items())]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines).lstrip("\n") + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -204,8 +204,9 @@ def find_studies(conn: sqlite3.Connection, query: StudyQuery, source: str) -> li
         where.append("s.study_date != '' AND s.study_date <= ?")
         args.append(query.date_to.strftime("%Y%m%d"))
     sql = _STUDY_SELECT + (" WHERE " + " AND ".join(where) if where else "")
-    sql += " ORDER BY s.study_date = '', s.study_date DESC, s.study_time DESC, p.patient_name LIMIT ?"
+    sql += " ORDER BY s.study_date = '', s.study_date DESC, s.study_time DESC, p.patient_name LIMIT ? OFFSET ?"
     args.append(max(int(query.limit), 0) or -1)  # limit 0 = no limit
+    args.append(max(int(query.offset), 0))
     return [_study_ref(r, source) for r in conn.execute(sql, args)]
 
 

@@ -12,7 +12,8 @@ from workstation.model.refs import SeriesRef, StudyRef
 from workstation.model.tasks import Cancelled, CancelToken, Progress, ProgressFn, Skipped
 
 __all__ = [
-    "ArchiveClient", "ArchiveError", "ArchiveUnavailable", "Cancelled", "CancelToken", "ImportReport", "NotFound",
+    "ArchiveClient", "ArchiveError", "ArchiveTimeout", "ArchiveUnavailable", "AssociationRejected",
+    "AuthenticationFailed", "Cancelled", "TLSFailure", "CancelToken", "ImportReport", "NotFound",
     "Progress", "ProgressFn", "Skipped", "StudyQuery", "iter_files",
 ]
 
@@ -23,6 +24,22 @@ class ArchiveError(Exception):
 
 class ArchiveUnavailable(ArchiveError):
     """The archive cannot be reached (down, wrong address, refused)."""
+
+
+class AuthenticationFailed(ArchiveError):
+    """The archive refused our credentials (HTTP 401/403, expired token)."""
+
+
+class TLSFailure(ArchiveUnavailable):
+    """The TLS handshake failed; the message names the certificate problem."""
+
+
+class ArchiveTimeout(ArchiveError):
+    """The archive stopped answering for longer than the configured timeout."""
+
+
+class AssociationRejected(ArchiveError):
+    """A DIMSE peer rejected or aborted the association (unknown AE title, no accepted contexts)."""
 
 
 class NotFound(ArchiveError):
@@ -40,7 +57,8 @@ class StudyQuery:
     modality: str = ""
     date_from: _dt.date | None = None
     date_to: _dt.date | None = None
-    limit: int = 500
+    limit: int = 500  # 0 = no limit
+    offset: int = 0  # matches to skip (paging)
 
 
 @dataclass(frozen=True)

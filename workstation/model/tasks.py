@@ -16,11 +16,15 @@ class Skipped:
 
 @dataclass
 class Progress:
-    """Progress callback payload: done out of total (total 0 = unknown), plus a short text."""
+    """Progress callback payload: done out of total (total 0 = unknown), plus a short text.
+
+    ``bytes_done`` counts payload bytes received or sent so far (0 when the work is not a transfer).
+    """
 
     done: int
     total: int
     text: str = ""
+    bytes_done: int = 0
 
 
 ProgressFn = Callable[[Progress], None]

@@ -1,0 +1,129 @@
+"""Retrieval from a real Orthanc on loopback: the workstation's WADO-RS and C-GET clients side by side with
+the raw transfer of the same series by curl (one WADO-RS multipart) and by dcmtk's getscu.
+
+Time to first image = from the call to the first complete instance in the cache (the workstation fetches
+the middle slice first).  Every run starts from an empty cache; the median of ``RUNS`` runs is shown.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import case_dir, print_table  # noqa: E402
+from tests.integration import orthanc as orthanc_mod  # noqa: E402
+
+CASES = ("ct-chest-lidc-0001", "mr-head-t1-7t")
+RUNS = 3
+ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+def _timed_client(make, series: tuple[str, str], cache: Path) -> tuple[float, float, int]:
+    """(time to first image, total seconds, bytes) of one fetch into an empty cache."""
+    first: list[float] = []
+    start = time.perf_counter()
+
+    def progress(p) -> None:
+        if p.done >= 1 and not first:
+            first.append(time.perf_counter() - start)
+
+    paths = make(cache).fetch_series(series[1], progress=progress, study_instance_uid=series[0])
+    total = time.perf_counter() - start
+    return (first[0] if first else total), total, sum(Path(p).stat().st_size for p in paths)
+
+
+def _timed_command(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, timeout=300)
+    return time.perf_counter() - start
+
+
+def _median_rows(label: str, samples: list[tuple[float, float, int]]) -> list[object]:
+    first = statistics.median(s[0] for s in samples)
+    total = statistics.median(s[1] for s in samples)
+    mb = samples[0][2] / 1e6
+    return [label, first if first == first else "-", total, mb, mb / total]
+
+
+def bench_case(server, name: str, work: Path) -> list[list[object]]:
+    from workstation.archive.credentials import BasicAuth
+    from workstation.archive.dicomweb import DicomWebArchive
+    from workstation.archive.dimse import DimseArchive
+
+    folder = case_dir(name)
+    server.upload(orthanc_mod.dicom_files(folder))
+    web = DicomWebArchive("Orthanc", server.dicomweb_url, auth=BasicAuth(*server.auth))
+    series = None  # the uploaded series, recognised by its number of instances
+    for st in web.find_studies():
+        for se in web.find_series(st.study_instance_uid):
+            if se.number_of_instances == len(orthanc_mod.dicom_files(folder)):
+                series = (st.study_instance_uid, se.series_instance_uid)
+    assert series is not None, f"{name}: series not found in Orthanc"
+    makers = {
+        "workstation WADO-RS": lambda c: DicomWebArchive("Orthanc", server.dicomweb_url, auth=BasicAuth(*server.auth),
+                                                         cache_dir=c),
+        "workstation C-GET": lambda c: DimseArchive("Orthanc", "127.0.0.1", server.dicom_port, "ORTHANC",
+                                                    "WORKSTATION", cache_dir=c),
+    }
+    url = f"{server.dicomweb_url}/studies/{series[0]}/series/{series[1]}"
+    commands = {
+        "curl WADO-RS multipart": lambda out: ["curl", "-sf", "-u", ":".join(server.auth), "-H", f"Accept: {ACCEPT}",
+                                               "-o", str(out / "series.multipart"), url],
+        "dcmtk getscu": lambda out: ["getscu", "-aet", "WORKSTATION", "-aec", "ORTHANC", "-S", "-k",
+                                     "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={series[0]}", "-k",
+                                     f"SeriesInstanceUID={series[1]}", "-od", str(out), "127.0.0.1",
+                                     str(server.dicom_port)],
+    }
+    rows = []
+    for label, make in makers.items():
+        samples = []
+        for run in range(RUNS + 1):  # the first run warms Orthanc's caches and is not counted
+            cache = work / f"{label}-{run}".replace(" ", "_")
+            sample = _timed_client(make, series, cache)
+            shutil.rmtree(cache, ignore_errors=True)
+            if run:
+                samples.append(sample)
+        rows.append([name, *_median_rows(label, samples)])
+    nbytes = sum(p.stat().st_size for p in orthanc_mod.dicom_files(folder))
+    for label, argv in commands.items():
+        if shutil.which(argv(work)[0]) is None:
+            continue
+        samples = []
+        for run in range(RUNS + 1):
+            out = work / f"{label}-{run}".replace(" ", "_")
+            out.mkdir()
+            seconds = _timed_command(argv(out))
+            shutil.rmtree(out, ignore_errors=True)
+            if run:
+                samples.append((float("nan"), seconds, nbytes))
+        rows.append([name, *_median_rows(label, samples)])
+    return rows
+
+
+def main() -> None:
+    reason = orthanc_mod.orthanc_available()
+    cases = [c for c in CASES if case_dir(c) is not None]
+    if reason or not cases:
+        print(f"bench_archive skipped: {reason or 'no shared data'}")
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp:
+        work = Path(tmp)
+        server = orthanc_mod.OrthancServer(work / "orthanc", {"WORKSTATION": orthanc_mod.free_port()})
+        server.start()
+        try:
+            rows = [row for c in cases for row in bench_case(server, c, work)]
+        finally:
+            server.stop()
+    print_table("Retrieval from Orthanc on loopback (median of 3, cold workstation cache)",
+                ["case", "method", "first image s", "total s", "MB", "MB/s"], rows)
+
+
+if __name__ == "__main__":
+    main()

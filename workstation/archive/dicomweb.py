@@ -1,0 +1,421 @@
+"""A DICOMweb archive: QIDO-RS to find, WADO-RS to retrieve, STOW-RS to store (on dicomweb-client).
+
+Retrieval is instance by instance, slices near the middle of the series first (the viewer can show an
+image long before the series is complete), with a few requests in flight at once.  Each instance goes
+to the cache atomically (see :mod:`workstation.archive.cache`), so a retrieval that was cancelled,
+timed out or lost the network resumes where it stopped: instances already cached are not asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from workstation.archive._http_errors import http_errors
+from workstation.archive._order import InstanceSpot, middle_out, spatial_order
+from workstation.archive._wado import Tally, stream_series
+from workstation.archive.cache import SeriesCache
+from workstation.archive.client import (
+    ArchiveError,
+    CancelToken,
+    ImportReport,
+    NotFound,
+    Progress,
+    ProgressFn,
+    Skipped,
+    StudyQuery,
+    iter_files,
+)
+from workstation.archive.credentials import Auth, BasicAuth, BearerToken, NoAuth
+from workstation.model.refs import SeriesRef, StudyRef
+from workstation.model.tasks import Cancelled
+
+#: What the study browser shows, asked for explicitly (servers return few attributes by default).
+STUDY_FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                "AccessionNumber", "StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
+                "NumberOfStudyRelatedInstances")
+SERIES_FIELDS = ("Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances",
+                 "BodyPartExamined")
+#: Any transfer syntax: the file as the archive holds it (no transcoding on the server).
+INSTANCE_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+_STOW_BATCH = 16
+_QIDO_PAGE = 500
+_PREFETCH = 3  # instances nearest the middle fetched singly while the series streams
+_LITERAL = "*?^-._~"  # left as they are in QIDO-RS query values
+
+_TAGS = {
+    "StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "SOPInstanceUID": "00080018",
+    "PatientName": "00100010", "PatientID": "00100020", "PatientBirthDate": "00100030", "PatientSex": "00100040",
+    "StudyDate": "00080020", "StudyTime": "00080030", "AccessionNumber": "00080050",
+    "StudyDescription": "00081030", "ModalitiesInStudy": "00080061", "NumberOfStudyRelatedSeries": "00201206",
+    "NumberOfStudyRelatedInstances": "00201208", "Modality": "00080060", "SeriesNumber": "00200011",
+    "SeriesDescription": "0008103E", "NumberOfSeriesRelatedInstances": "00201209", "BodyPartExamined": "00180015",
+    "ImagePositionPatient": "00200032", "ImageOrientationPatient": "00200037", "InstanceNumber": "00200013",
+}
+
+
+def _values(item: dict, keyword: str) -> list:
+    return list(item.get(_TAGS[keyword], {}).get("Value", []) or [])
+
+
+def _text(item: dict, keyword: str) -> str:
+    vals = _values(item, keyword)
+    if not vals:
+        return ""
+    v = vals[0]
+    if isinstance(v, dict):  # PN: {"Alphabetic": "..."}
+        return str(v.get("Alphabetic", "")).strip()
+    return str(v).strip()
+
+
+def _int(item: dict, keyword: str) -> int | None:
+    try:
+        return int(_text(item, keyword))
+    except ValueError:
+        return None
+
+
+def study_ref(item: dict, source: str) -> StudyRef:
+    return StudyRef(
+        study_instance_uid=_text(item, "StudyInstanceUID"),
+        patient_name=_text(item, "PatientName"),
+        patient_id=_text(item, "PatientID"),
+        patient_birth_date=_text(item, "PatientBirthDate"),
+        patient_sex=_text(item, "PatientSex"),
+        study_date=_text(item, "StudyDate"),
+        study_time=_text(item, "StudyTime"),
+        accession_number=_text(item, "AccessionNumber"),
+        study_description=_text(item, "StudyDescription"),
+        modalities=tuple(str(m) for m in _values(item, "ModalitiesInStudy")),
+        number_of_series=_int(item, "NumberOfStudyRelatedSeries") or 0,
+        number_of_instances=_int(item, "NumberOfStudyRelatedInstances") or 0,
+        source=source,
+    )
+
+
+def series_ref(item: dict, study_uid: str, source: str) -> SeriesRef:
+    return SeriesRef(
+        series_instance_uid=_text(item, "SeriesInstanceUID"),
+        study_instance_uid=_text(item, "StudyInstanceUID") or study_uid,
+        modality=_text(item, "Modality"),
+        series_number=_int(item, "SeriesNumber"),
+        series_description=_text(item, "SeriesDescription"),
+        number_of_instances=_int(item, "NumberOfSeriesRelatedInstances") or 0,
+        body_part=_text(item, "BodyPartExamined"),
+        source=source,
+    )
+
+
+def study_filters(query: StudyQuery) -> dict[str, str]:
+    """QIDO-RS matching keys for a study query (wildcards * and ? pass through)."""
+    filters = {
+        "PatientName": query.patient_name.strip(),
+        "PatientID": query.patient_id.strip(),
+        "AccessionNumber": query.accession_number.strip(),
+        "StudyDescription": query.study_description.strip(),
+        "ModalitiesInStudy": query.modality.strip().upper(),
+    }
+    if query.date_from or query.date_to:
+        lo = query.date_from.strftime("%Y%m%d") if query.date_from else ""
+        hi = query.date_to.strftime("%Y%m%d") if query.date_to else ""
+        filters["StudyDate"] = f"{lo}-{hi}"
+    return {k: v for k, v in filters.items() if v}
+
+
+def _spot(item: dict) -> InstanceSpot:
+    pos, ori = _values(item, "ImagePositionPatient"), _values(item, "ImageOrientationPatient")
+    return InstanceSpot(
+        sop_uid=_text(item, "SOPInstanceUID"),
+        position=tuple(float(v) for v in pos[:3]) if len(pos) >= 3 else None,
+        orientation=tuple(float(v) for v in ori[:6]) if len(ori) >= 6 else None,
+        instance_number=_int(item, "InstanceNumber"),
+    )
+
+
+def single_part(response: requests.Response) -> bytes:
+    """The body of the one part of a multipart/related response (or the body itself if not multipart)."""
+    content = response.content
+    ctype = response.headers.get("Content-Type", "")
+    boundary = next((p.split("=", 1)[1].strip().strip('"') for p in ctype.split(";")
+                     if p.strip().lower().startswith("boundary=")), None)
+    if not ctype.lower().startswith("multipart/") or not boundary:
+        return content
+    marker = b"--" + boundary.encode()
+    first = content.find(marker)
+    head_end = content.find(b"\r\n\r\n", first)
+    end = content.find(b"\r\n" + marker, head_end)
+    if first < 0 or head_end < 0 or end < 0:
+        raise ArchiveError("the archive sent a damaged multipart message (no complete part)")
+    return content[head_end + 4 : end]
+
+
+def _can_fill_in(exc: BaseException) -> bool:
+    """True when a failed series stream can be made up for instance by instance (the server refused the
+    series-level request or broke its multipart message), False for timeouts, refusals, authentication."""
+    from workstation.archive.client import ArchiveTimeout, ArchiveUnavailable, AuthenticationFailed
+
+    if isinstance(exc, (ArchiveTimeout, ArchiveUnavailable, AuthenticationFailed, Cancelled)):
+        return False
+    return isinstance(exc, ArchiveError)
+
+
+class _Adapter(HTTPAdapter):
+    """Retries as configured, and verifies TLS against the configured CA bundle even when the environment
+    names another one (requests lets ``REQUESTS_CA_BUNDLE`` override ``Session.verify``)."""
+
+    def __init__(self, ca_bundle: str | None, **kwargs) -> None:
+        self.ca_bundle = ca_bundle
+        super().__init__(**kwargs)
+
+    def send(self, request, **kwargs):
+        if self.ca_bundle is not None and kwargs.get("verify") is not False:
+            kwargs["verify"] = self.ca_bundle
+        return super().send(request, **kwargs)
+
+
+class DicomWebArchive:
+    """An :class:`~workstation.archive.client.ArchiveClient` over QIDO-RS / WADO-RS / STOW-RS."""
+
+    def __init__(self, name: str, url: str, *, auth: Auth | None = None, cache_dir: Path | str | None = None,
+                 ca_bundle: Path | str | None = None, timeout: float = 30.0, retries: int = 2,
+                 backoff: float = 0.25, concurrency: int = 4) -> None:
+        self.name = name
+        self.url = url.rstrip("/")
+        self.auth = auth or NoAuth()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.timeout = float(timeout)
+        self.concurrency = max(1, int(concurrency))
+        self.session = self._session(ca_bundle, retries, backoff)
+        self._local = threading.local()
+
+    def _session(self, ca_bundle, retries: int, backoff: float) -> requests.Session:
+        session = requests.Session()
+        if isinstance(self.auth, BasicAuth):
+            session.auth = (self.auth.user, self.auth.password)
+        elif isinstance(self.auth, BearerToken):
+            session.headers["Authorization"] = f"Bearer {self.auth.token}"
+        session.verify = str(ca_bundle) if ca_bundle else True
+        retry = Retry(total=retries, connect=retries, read=0, status=retries, backoff_factor=backoff,
+                      status_forcelist=(502, 503, 504), allowed_methods=None, raise_on_status=False)
+        adapter = _Adapter(str(ca_bundle) if ca_bundle else None, max_retries=retry,
+                           pool_maxsize=max(4, self.concurrency * 2))
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    @property
+    def client(self):
+        """A dicomweb-client on the shared session (one per thread: it keeps per-call state)."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from dicomweb_client.api import DICOMwebClient
+
+            client = DICOMwebClient(self.url, session=self.session, timeout=self.timeout)
+            client.set_http_retry_params(retry=False)  # the session's adapter retries, with backoff
+            self._local.client = client
+        return client
+
+    def _errors(self, what: str):
+        return http_errors(self.name, self.url, self.auth.kind, self.timeout, what)
+
+    # -- QIDO-RS -------------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """One cheap QIDO-RS request; raises the ArchiveError that explains why it failed."""
+        with self._errors("answering a test query"):
+            self._qido("studies", {}, ("StudyInstanceUID",), 1)
+
+    def _qido(self, path: str, filters: dict[str, str], fields: tuple[str, ...], limit: int = 0,
+              offset: int = 0) -> list[dict]:
+        """A QIDO-RS search, following pages when ``limit`` is 0 (all matches).
+
+        The query string is built here rather than by dicomweb-client so that the wildcards ``*`` and ``?``
+        travel literally: some servers (Orthanc 1.10) do not match percent-encoded wildcards.
+        """
+        results: list[dict] = []
+        page = limit if limit > 0 else _QIDO_PAGE
+        while True:
+            params = [*filters.items(), *(("includefield", f) for f in fields), ("limit", str(page)),
+                      ("offset", str(offset))]
+            query = "&".join(f"{quote(k)}={quote(str(v), safe=_LITERAL)}" for k, v in params)
+            response = self.session.get(f"{self.url}/{path}?{query}", timeout=self.timeout,
+                                        headers={"Accept": "application/dicom+json"})
+            response.raise_for_status()
+            items = response.json() if response.content.strip() else []
+            results.extend(items)
+            if limit > 0 or len(items) < page:
+                return results
+            offset += len(items)
+
+    def find_studies(self, query: StudyQuery | None = None) -> list[StudyRef]:
+        query = query or StudyQuery()
+        with self._errors("searching for studies"):
+            items = self._qido("studies", study_filters(query), STUDY_FIELDS, max(query.limit, 0),
+                               max(query.offset, 0))
+        return [study_ref(i, self.name) for i in items]
+
+    def find_series(self, study_instance_uid: str) -> list[SeriesRef]:
+        with self._errors(f"listing the series of study {study_instance_uid}"):
+            items = self._qido(f"studies/{study_instance_uid}/series", {}, SERIES_FIELDS)
+        refs = [series_ref(i, study_instance_uid, self.name) for i in items]
+        return sorted(refs, key=lambda s: (s.series_number is None, s.series_number or 0, s.series_instance_uid))
+
+    def study_of_series(self, series_instance_uid: str) -> str:
+        """The Study Instance UID of a series (QIDO-RS over all studies).  Raises NotFound."""
+        with self._errors(f"looking up series {series_instance_uid}"):
+            items = self._qido("series", {"SeriesInstanceUID": series_instance_uid}, ("StudyInstanceUID",), 1)
+        study = _text(items[0], "StudyInstanceUID") if items else ""
+        if not study:
+            raise NotFound(f"series {series_instance_uid} is not in the {self.name} archive")
+        return study
+
+    def instance_spots(self, study_uid: str, series_uid: str) -> list[InstanceSpot]:
+        """The series' instances in spatial order (WADO-RS metadata)."""
+        with self._errors(f"reading the metadata of series {series_uid}"):
+            items = self.client.retrieve_series_metadata(study_uid, series_uid)
+        return spatial_order([s for s in map(_spot, items) if s.sop_uid])
+
+    # -- WADO-RS -------------------------------------------------------------------------------------
+    def fetch_series(self, series_instance_uid: str, progress: ProgressFn | None = None,
+                     cancel: CancelToken | None = None, study_instance_uid: str | None = None) -> list[Path]:
+        """Retrieve the series into the cache; returns its files in spatial order.
+
+        A fresh retrieval streams the whole series in one response while the slices nearest the middle are
+        fetched one by one; a retrieval that finds part of the series cached (an earlier one was interrupted)
+        fetches only the missing instances, middle first.  Raises ArchiveError subclasses or Cancelled; the
+        cache then holds only complete instances.
+        """
+        if self.cache_dir is None:
+            raise ArchiveError(f"{self.name}: no cache folder configured to retrieve into")
+        study = study_instance_uid or self.study_of_series(series_instance_uid)
+        cache = SeriesCache(self.cache_dir, study, series_instance_uid)
+        cache.remove_parts()
+        tally = Tally(cache, progress, cancel)
+        try:
+            if cache.files():
+                spots = self.instance_spots(study, series_instance_uid)
+            else:
+                spots = self._stream_with_prefetch(study, series_instance_uid, tally)
+            if not spots:
+                raise NotFound(f"series {series_instance_uid} has no instances in the {self.name} archive")
+            todo = [s.sop_uid for s in middle_out(spots) if tally.needed(s.sop_uid)]
+            tally.start(len(spots), len(spots) - len(todo) - len(tally.written))
+            self._retrieve(tally, study, series_instance_uid, todo)
+        finally:
+            tally.stop.set()
+            cache.remove_parts()
+        return [cache.path(s.sop_uid) for s in spots]
+
+    def _stream_with_prefetch(self, study: str, series: str, tally: Tally) -> list[InstanceSpot]:
+        """Stream the series in the background; meanwhile read its metadata and fetch the middle slices."""
+        failures: list[BaseException] = []
+        url = f"{self.url}/studies/{study}/series/{series}"
+
+        def run() -> None:
+            try:
+                with self._errors(f"retrieving series {series}"):
+                    stream_series(self.session, url, INSTANCE_ACCEPT, self.timeout, tally)
+            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+                failures.append(exc)
+
+        thread = threading.Thread(target=run, name="wado-series", daemon=True)
+        thread.start()
+        try:
+            spots = self.instance_spots(study, series)
+            tally.start(len(spots), 0)
+            for spot in middle_out(spots)[:_PREFETCH]:
+                tally.check()
+                if failures or not thread.is_alive():
+                    break
+                self._fetch_instance(tally, study, series, spot.sop_uid)
+            while thread.is_alive():
+                thread.join(0.05)
+                tally.check()
+        finally:
+            if sys.exc_info()[0] is not None:
+                tally.stop.set()
+            thread.join()
+        if failures and not _can_fill_in(failures[0]):
+            raise failures[0]
+        return spots  # whatever the stream missed is fetched instance by instance
+
+    def _retrieve(self, tally: Tally, study: str, series: str, todo: list[str]) -> None:
+        """Fetch single instances, a few at a time, in the given order."""
+        if not todo:
+            return
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="wado")
+        try:
+            pending: set[Future] = {pool.submit(self._fetch_instance, tally, study, series, sop) for sop in todo}
+            while pending:
+                finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                tally.check()
+                for fut in finished:
+                    fut.result()
+        finally:
+            tally.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _fetch_instance(self, tally: Tally, study: str, series: str, sop: str) -> None:
+        if tally.stop.is_set() or not tally.needed(sop):
+            return
+        url = f"{self.url}/studies/{study}/series/{series}/instances/{sop}"
+        with self._errors(f"retrieving instance {sop}"):
+            response = self.session.get(url, headers={"Accept": INSTANCE_ACCEPT}, timeout=self.timeout)
+            response.raise_for_status()
+            body = single_part(response)
+        tally.write(sop, body)
+
+    # -- STOW-RS -------------------------------------------------------------------------------------
+    def store(self, paths: Iterable[Path], progress: ProgressFn | None = None) -> ImportReport:
+        """Send DICOM files with STOW-RS (in batches); unreadable files are reported, not sent."""
+        from pydicom import dcmread
+        from pydicom.errors import InvalidDicomError
+
+        files = list(iter_files(paths))
+        imported: list[str] = []
+        skipped: list[Skipped] = []
+        studies: set[str] = set()
+        series: set[str] = set()
+        batch: list = []
+        for n, path in enumerate(files, 1):
+            try:
+                ds = dcmread(path)
+            except (InvalidDicomError, OSError, ValueError) as exc:
+                skipped.append(Skipped(str(path), f"not a readable DICOM file ({exc})"))
+                continue
+            batch.append((str(path), ds))
+            if len(batch) >= _STOW_BATCH or n == len(files):
+                self._stow(batch, imported, skipped, studies, series)
+                batch = []
+            if progress is not None:
+                progress(Progress(n, len(files), str(path)))
+        if batch:
+            self._stow(batch, imported, skipped, studies, series)
+        return ImportReport(imported=tuple(imported), skipped=tuple(skipped), studies=tuple(sorted(studies)),
+                            series=tuple(sorted(series)))
+
+    def _stow(self, batch: list, imported: list, skipped: list, studies: set, series: set) -> None:
+        with self._errors(f"storing {len(batch)} instances"):
+            answer = self.client.store_instances([ds for _, ds in batch])
+        failed = {str(getattr(i, "ReferencedSOPInstanceUID", "")): i for i in answer.get("FailedSOPSequence", [])}
+        for path, ds in batch:
+            sop = str(ds.SOPInstanceUID)
+            if sop in failed:
+                reason = getattr(failed[sop], "FailureReason", "?")
+                skipped.append(Skipped(path, f"{self.name} refused it (failure reason {reason})"))
+                continue
+            imported.append(sop)
+            studies.add(str(ds.StudyInstanceUID))
+            series.add(str(ds.SeriesInstanceUID))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.session.close()

@@ -1,0 +1,405 @@
+"""A DIMSE archive (a classic PACS): C-ECHO, C-FIND, C-GET or C-MOVE, C-STORE (on pynetdicom).
+
+Retrieval lands in the cache atomically, instance by instance, keyed by the SOP Instance UID the peer
+announces in each C-STORE request (nothing is decoded on the way in).  When part of a series is already
+cached, only the missing instances are asked for, so an interrupted retrieval resumes.
+
+C-MOVE needs the workstation's own storage SCP: it is started on ``move_destination_port`` for the
+duration of the retrieval, under ``calling_ae`` (the archive must know that AE title and its address).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE, build_role, evt
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind as FIND_MODEL,
+    StudyRootQueryRetrieveInformationModelGet as GET_MODEL,
+    StudyRootQueryRetrieveInformationModelMove as MOVE_MODEL,
+    Verification,
+)
+
+from workstation.archive._dimse_support import (
+    PENDING, RECEIVE_SYNTAXES, STORAGE_CLASSES, WARNINGS, explain_failed_association, status_text,
+)
+from workstation.archive.cache import SeriesCache
+from workstation.archive.client import (
+    ArchiveError, ArchiveTimeout, CancelToken, ImportReport, NotFound, Progress, ProgressFn, Skipped,
+    StudyQuery, iter_files,
+)
+from workstation.archive.dicomweb import STUDY_FIELDS, SERIES_FIELDS
+from workstation.model.refs import SeriesRef, StudyRef
+from workstation.model.tasks import Cancelled
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    try:
+        return int(_text(ds, keyword))
+    except ValueError:
+        return None
+
+
+class DimseArchive:
+    """An :class:`~workstation.archive.client.ArchiveClient` over DIMSE (Study Root query/retrieve)."""
+
+    def __init__(self, name: str, host: str, port: int, called_ae: str, calling_ae: str = "WORKSTATION", *,
+                 retrieve: str = "get", move_destination_port: int | None = None, move_listen_host: str = "",
+                 cache_dir: Path | str | None = None, timeout: float = 30.0) -> None:
+        if retrieve not in ("get", "move"):
+            raise ValueError(f"retrieve must be 'get' or 'move', not {retrieve!r}")
+        if retrieve == "move" and not move_destination_port:
+            raise ValueError("C-MOVE needs move_destination_port (where the workstation's storage SCP listens)")
+        self.name, self.host, self.port = name, host, int(port)
+        self.called_ae, self.calling_ae = called_ae, calling_ae
+        self.retrieve, self.move_port, self.move_host = retrieve, move_destination_port, move_listen_host
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.timeout = float(timeout)
+        self._study_of: dict[str, str] = {}  # series UID -> study UID, learned from queries
+
+    # -- associations --------------------------------------------------------------------------------
+    def _ae(self) -> AE:
+        ae = AE(ae_title=self.calling_ae)
+        for attr in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
+            setattr(ae, attr, self.timeout)
+        return ae
+
+    @contextlib.contextmanager
+    def _association(self, ae: AE, ext_neg=None, handlers=None) -> Iterator:
+        assoc = ae.associate(self.host, self.port, ae_title=self.called_ae, ext_neg=ext_neg,
+                             evt_handlers=handlers or [])
+        if not assoc.is_established:
+            raise explain_failed_association(assoc, self.name, self.host, self.port, self.calling_ae,
+                                             self.called_ae, self.timeout)
+        try:
+            yield assoc
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    def echo(self) -> None:
+        """C-ECHO; raises the ArchiveError that explains a failure."""
+        ae = self._ae()
+        ae.add_requested_context(Verification)
+        with self._association(ae) as assoc:
+            status = assoc.send_c_echo()
+        self._check_final(status, "answering C-ECHO")
+
+    ping = echo
+
+    def _no_answer(self, what: str) -> ArchiveError:
+        return ArchiveTimeout(f"{self.name} did not answer within {self.timeout:g} s while {what} "
+                              "(or it aborted the association)")
+
+    def _check_final(self, status: Dataset | None, what: str) -> int:
+        """Raise for a missing or failed final status; returns the status code (success or warning)."""
+        if status is None or "Status" not in status:
+            raise self._no_answer(what)
+        code = int(status.Status)
+        if code == 0 or code in WARNINGS:
+            return code
+        if code == 0xFE00:
+            raise Cancelled()
+        comment = _text(status, "ErrorComment")
+        raise ArchiveError(f"{self.name} failed while {what}: status 0x{code:04X} ({status_text(code)})"
+                           + (f": {comment}" if comment else ""))
+
+    # -- C-FIND ----------------------------------------------------------------------------------------
+    def _find(self, identifier: Dataset, what: str) -> list[Dataset]:
+        ae = self._ae()
+        ae.add_requested_context(FIND_MODEL)
+        matches: list[Dataset] = []
+        with self._association(ae) as assoc:
+            for status, answer in assoc.send_c_find(identifier, FIND_MODEL):
+                if status is not None and int(status.get("Status", -1)) in PENDING:
+                    if answer is not None:
+                        matches.append(answer)
+                    continue
+                self._check_final(status, what)
+        return matches
+
+    def find_studies(self, query: StudyQuery | None = None) -> list[StudyRef]:
+        query = query or StudyQuery()
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = ""
+        for kw in STUDY_FIELDS:
+            setattr(ds, kw, "")
+        ds.PatientName = query.patient_name.strip()
+        ds.PatientID = query.patient_id.strip()
+        ds.AccessionNumber = query.accession_number.strip()
+        ds.StudyDescription = query.study_description.strip()
+        ds.ModalitiesInStudy = query.modality.strip().upper()
+        if query.date_from or query.date_to:
+            lo = query.date_from.strftime("%Y%m%d") if query.date_from else ""
+            hi = query.date_to.strftime("%Y%m%d") if query.date_to else ""
+            ds.StudyDate = f"{lo}-{hi}"
+        refs = [self._study_ref(m) for m in self._find(ds, "searching for studies")]
+        refs = sorted(refs, key=lambda s: (s.study_date != "", s.study_date, s.study_time), reverse=True)
+        start = max(query.offset, 0)
+        return refs[start : start + query.limit] if query.limit > 0 else refs[start:]
+
+    def _study_ref(self, m: Dataset) -> StudyRef:
+        return StudyRef(
+            study_instance_uid=_text(m, "StudyInstanceUID"), patient_name=_text(m, "PatientName"),
+            patient_id=_text(m, "PatientID"), patient_birth_date=_text(m, "PatientBirthDate"),
+            patient_sex=_text(m, "PatientSex"), study_date=_text(m, "StudyDate"), study_time=_text(m, "StudyTime"),
+            accession_number=_text(m, "AccessionNumber"), study_description=_text(m, "StudyDescription"),
+            modalities=tuple(v for v in _text(m, "ModalitiesInStudy").split("\\") if v),
+            number_of_series=_int(m, "NumberOfStudyRelatedSeries") or 0,
+            number_of_instances=_int(m, "NumberOfStudyRelatedInstances") or 0, source=self.name,
+        )
+
+    def find_series(self, study_instance_uid: str) -> list[SeriesRef]:
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "SERIES"
+        ds.StudyInstanceUID = study_instance_uid
+        ds.SeriesInstanceUID = ""
+        for kw in SERIES_FIELDS:
+            setattr(ds, kw, "")
+        refs = []
+        for m in self._find(ds, f"listing the series of study {study_instance_uid}"):
+            uid = _text(m, "SeriesInstanceUID")
+            self._study_of[uid] = study_instance_uid
+            refs.append(SeriesRef(
+                series_instance_uid=uid, study_instance_uid=study_instance_uid, modality=_text(m, "Modality"),
+                series_number=_int(m, "SeriesNumber"), series_description=_text(m, "SeriesDescription"),
+                number_of_instances=_int(m, "NumberOfSeriesRelatedInstances") or 0,
+                body_part=_text(m, "BodyPartExamined"), source=self.name,
+            ))
+        return sorted(refs, key=lambda s: (s.series_number is None, s.series_number or 0, s.series_instance_uid))
+
+    def study_of_series(self, series_instance_uid: str) -> str:
+        """The series' study: known from an earlier query, a relational series query, or a scan of studies."""
+        if series_instance_uid in self._study_of:
+            return self._study_of[series_instance_uid]
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "SERIES"
+        ds.StudyInstanceUID = ""
+        ds.SeriesInstanceUID = series_instance_uid
+        with contextlib.suppress(ArchiveError):  # strictly hierarchical peers refuse this query
+            for m in self._find(ds, f"looking up series {series_instance_uid}"):
+                if _text(m, "StudyInstanceUID"):
+                    return _text(m, "StudyInstanceUID")
+        for study in self.find_studies(StudyQuery(limit=0)):
+            self.find_series(study.study_instance_uid)
+            if series_instance_uid in self._study_of:
+                return self._study_of[series_instance_uid]
+        raise NotFound(f"series {series_instance_uid} is not in the {self.name} archive")
+
+    def instance_uids(self, study_uid: str, series_uid: str) -> list[str]:
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "IMAGE"
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = ""
+        ds.InstanceNumber = ""
+        found = self._find(ds, f"listing the instances of series {series_uid}")
+        found.sort(key=lambda m: (_int(m, "InstanceNumber") is None, _int(m, "InstanceNumber") or 0))
+        return [_text(m, "SOPInstanceUID") for m in found if _text(m, "SOPInstanceUID")]
+
+    # -- retrieval -------------------------------------------------------------------------------------
+    def fetch_series(self, series_instance_uid: str, progress: ProgressFn | None = None,
+                     cancel: CancelToken | None = None, study_instance_uid: str | None = None) -> list[Path]:
+        """Retrieve the series into the cache by C-GET or C-MOVE, resuming; returns its files."""
+        if self.cache_dir is None:
+            raise ArchiveError(f"{self.name}: no cache folder configured to retrieve into")
+        study = study_instance_uid or self.study_of_series(series_instance_uid)
+        uids = self.instance_uids(study, series_instance_uid)
+        if not uids:
+            raise NotFound(f"series {series_instance_uid} has no instances in the {self.name} archive")
+        cache = SeriesCache(self.cache_dir, study, series_instance_uid)
+        cache.remove_parts()
+        missing = [u for u in uids if not cache.has(u)]
+        counter = _Counter(len(uids), len(uids) - len(missing), progress, cancel)
+        try:
+            if missing:
+                ident = self._retrieve_identifier(study, series_instance_uid, missing, whole=len(missing) == len(uids))
+                run = self._c_get if self.retrieve == "get" else self._c_move
+                run(ident, cache, counter, f"retrieving series {series_instance_uid}")
+        finally:
+            cache.remove_parts()
+        absent = [u for u in uids if not cache.has(u)]
+        if absent:
+            raise ArchiveError(f"{self.name} sent {len(uids) - len(absent)} of {len(uids)} instances of series "
+                               f"{series_instance_uid}; {len(absent)} are missing (try again to resume)")
+        return [cache.path(u) for u in uids]
+
+    @staticmethod
+    def _retrieve_identifier(study: str, series: str, sops: list[str], whole: bool) -> Dataset:
+        ds = Dataset()
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = series
+        if whole:
+            ds.QueryRetrieveLevel = "SERIES"
+        else:
+            ds.QueryRetrieveLevel = "IMAGE"
+            ds.SOPInstanceUID = sops  # list matching: only what is missing
+        return ds
+
+    def _store_handler(self, cache: SeriesCache, counter: _Counter):
+        def on_store(event) -> int:
+            if counter.cancel_requested():
+                return 0xA700
+            sop = str(event.request.AffectedSOPInstanceUID)
+            try:
+                _, size = cache.write_bytes(sop, [event.encoded_dataset(include_meta=True)])
+            except OSError:
+                return 0xA700  # out of resources: the cache folder cannot be written
+            counter.add(size)
+            return 0x0000
+        return on_store
+
+    def _c_get(self, ident: Dataset, cache: SeriesCache, counter: _Counter, what: str) -> None:
+        ae = self._ae()
+        ae.add_requested_context(GET_MODEL)
+        roles = []
+        for uid in STORAGE_CLASSES:
+            ae.add_requested_context(uid, RECEIVE_SYNTAXES)
+            roles.append(build_role(uid, scp_role=True))
+        handlers = [(evt.EVT_C_STORE, self._store_handler(cache, counter))]
+        with self._association(ae, ext_neg=roles, handlers=handlers) as assoc:
+            self._drain(assoc, assoc.send_c_get(ident, GET_MODEL), counter, what)
+
+    def _c_move(self, ident: Dataset, cache: SeriesCache, counter: _Counter, what: str) -> None:
+        scp = AE(ae_title=self.calling_ae)
+        scp.network_timeout = scp.dimse_timeout = scp.acse_timeout = self.timeout
+        for uid in STORAGE_CLASSES:
+            scp.add_supported_context(uid, RECEIVE_SYNTAXES)
+        handlers = [(evt.EVT_C_STORE, self._store_handler(cache, counter))]
+        try:
+            server = scp.start_server((self.move_host, int(self.move_port)), block=False, evt_handlers=handlers)
+        except OSError as exc:
+            raise ArchiveError(f"cannot listen for C-MOVE on port {self.move_port}: {exc.strerror or exc}") from None
+        try:
+            ae = self._ae()
+            ae.add_requested_context(MOVE_MODEL)
+            with self._association(ae) as assoc:
+                self._drain(assoc, assoc.send_c_move(ident, self.calling_ae, MOVE_MODEL), counter, what)
+        finally:
+            server.shutdown()
+
+    def _drain(self, assoc, responses, counter: _Counter, what: str) -> None:
+        """Follow C-GET/C-MOVE responses to the final one; cancel on request; raise for failures."""
+        for status, _ in responses:
+            code = int(status.get("Status", -1)) if status is not None else -1
+            if code in PENDING:
+                if counter.cancel_requested():
+                    assoc.abort()
+                    raise Cancelled()
+                continue
+            if counter.cancel_requested():
+                raise Cancelled()
+            final = self._check_final(status, what)
+            failed = _int(status, "NumberOfFailedSuboperations") or 0
+            if final in WARNINGS and failed:
+                raise ArchiveError(f"{self.name} could not send {failed} instances while {what} "
+                                   f"(status 0x{final:04X}); try again to resume")
+
+    # -- C-STORE -----------------------------------------------------------------------------------------
+    def store(self, paths: Iterable[Path], progress: ProgressFn | None = None) -> ImportReport:
+        """Send files with C-STORE, each in the transfer syntax it is stored in."""
+        files, skipped = _headers(iter_files(paths))
+        if not files:
+            return ImportReport(skipped=tuple(skipped))
+        ae = self._ae()
+        contexts: dict[str, set[str]] = {}
+        for _, sop_class, syntax, *_ in files:
+            contexts.setdefault(sop_class, set()).add(syntax)
+        requested = [(c, [ts]) for c, tss in contexts.items() for ts in sorted(tss) if ts not in _NATIVE]
+        requested += [(c, list(_NATIVE)) for c in contexts]  # the fallback: sent decompressed
+        if len(requested) > 128:
+            raise ArchiveError(f"cannot store {len(contexts)} SOP classes in these transfer syntaxes in one "
+                               "association (more than 128 presentation contexts); store fewer files at once")
+        for sop_class, syntaxes in requested:
+            ae.add_requested_context(sop_class, syntaxes)
+        imported, studies, series = [], set(), set()
+        with self._association(ae) as assoc:
+            accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
+            for n, (path, sop_class, syntax, sop, study, ser) in enumerate(files, 1):
+                try:
+                    status = assoc.send_c_store(_payload(path, sop_class, syntax, accepted))
+                except (ValueError, RuntimeError, NotImplementedError) as exc:
+                    skipped.append(Skipped(str(path), f"{self.name} cannot take it: {exc}"))
+                    continue
+                code = int(status.get("Status", -1)) if status is not None and "Status" in status else None
+                if code is None:
+                    raise self._no_answer(f"storing {path}")
+                if code == 0 or code in WARNINGS:
+                    imported.append(sop)
+                    studies.add(study)
+                    series.add(ser)
+                else:
+                    skipped.append(Skipped(str(path), f"{self.name} refused it: status 0x{code:04X} "
+                                                      f"({status_text(code)})"))
+                if progress is not None:
+                    progress(Progress(n, len(files), str(path)))
+        return ImportReport(imported=tuple(imported), skipped=tuple(skipped), studies=tuple(sorted(studies)),
+                            series=tuple(sorted(series)))
+
+
+_NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+
+
+def _payload(path: Path, sop_class: str, syntax: str, accepted: set[tuple[str, str]]):
+    """The file itself when the peer accepted its transfer syntax, else the dataset, decompressed if needed
+    (pynetdicom re-encodes uncompressed datasets into the accepted uncompressed syntax)."""
+    if (sop_class, syntax) in accepted:
+        return path
+    if not any(c == sop_class for c, _ in accepted):
+        raise ValueError(f"the peer accepts no context for SOP class {sop_class}")
+    ds = dcmread(path)
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress(generate_instance_uid=False)  # the same instance, only re-encoded
+    return ds
+
+
+def _headers(paths: Iterable[Path]) -> tuple[list[tuple], list[Skipped]]:
+    """(path, SOP class, transfer syntax, SOP UID, study UID, series UID) per readable file."""
+    files, skipped = [], []
+    for path in paths:
+        try:
+            ds = dcmread(path, stop_before_pixels=True)
+            files.append((Path(path), str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID),
+                          str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)))
+        except (InvalidDicomError, OSError, AttributeError, ValueError) as exc:
+            skipped.append(Skipped(str(path), f"not a storable DICOM file ({exc})"))
+    return files, skipped
+
+
+class _Counter:
+    """Progress of one retrieval, updated from the storage handler's thread."""
+
+    def __init__(self, total: int, done: int, progress: ProgressFn | None, cancel: CancelToken | None) -> None:
+        self.total, self.done, self.bytes = total, done, 0
+        self.progress, self.cancel = progress, cancel
+        self._lock = threading.Lock()
+        if progress is not None:
+            progress(Progress(done, total, f"{done} of {total} instances already cached"))
+
+    def cancel_requested(self) -> bool:
+        return self.cancel is not None and self.cancel.cancelled
+
+    def add(self, size: int) -> None:
+        with self._lock:
+            self.done += 1
+            self.bytes += size
+            done, nbytes = self.done, self.bytes
+        if self.progress is not None:
+            self.progress(Progress(done, self.total, f"{done} of {self.total} instances", nbytes))

@@ -1,0 +1,217 @@
+"""Command line for remote archives: ``archives add|list|test|remove``, ``fetch`` and ``store``.
+
+Secrets are read from environment variables named on the command line (``--password-env VAR``,
+``--token-env VAR``), so they never appear in the shell history, the settings file or the logs; they are
+kept in the OS keyring when one is available, otherwise in ``<home>/secrets.json`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+from workstation.config import ArchiveEndpoint, Settings, save_archives
+
+_DIMSE_ADDRESS = re.compile(r"(?P<ae>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})")
+
+
+class ArchiveCliError(Exception):
+    """A failure to report as one line (the main CLI prints it)."""
+
+
+def _dimse_address(text: str) -> tuple[str, str, int]:
+    m = _DIMSE_ADDRESS.fullmatch(text.strip())
+    if not m or not 0 < int(m["port"]) < 65536:
+        raise argparse.ArgumentTypeError(f"expected AET@HOST:PORT (e.g. PACS@pacs.example.org:104), got {text!r}")
+    return m["ae"], m["host"], int(m["port"])
+
+
+def add_parsers(sub) -> None:
+    """Add ``archives``, ``fetch`` and ``store`` to the main parser's subcommands."""
+    p = sub.add_parser("archives", help="list, add, test and remove remote archives")
+    actions = p.add_subparsers(dest="archives_action", metavar="ACTION", required=True)
+    a = actions.add_parser("add", help="add (or replace) a DICOMweb or DIMSE archive")
+    a.add_argument("name", metavar="NAME")
+    where = a.add_mutually_exclusive_group(required=True)
+    where.add_argument("--dicomweb", metavar="URL", help="DICOMweb root, e.g. https://pacs/dicom-web")
+    where.add_argument("--dimse", type=_dimse_address, metavar="AET@HOST:PORT", help="a DIMSE peer")
+    a.add_argument("--user", help="user name for HTTP basic authentication")
+    a.add_argument("--password-env", metavar="VAR", help="environment variable holding the password")
+    a.add_argument("--token-env", metavar="VAR", help="environment variable holding a bearer token")
+    a.add_argument("--ca", type=Path, metavar="FILE", help="CA bundle (PEM) to verify the server's certificate")
+    a.add_argument("--calling-ae", default="WORKSTATION", metavar="AET", help="our AE title (DIMSE)")
+    a.add_argument("--retrieve", choices=("get", "move"), default="get", help="C-GET or C-MOVE (DIMSE)")
+    a.add_argument("--move-port", type=int, default=0, metavar="PORT", help="our storage SCP port for C-MOVE")
+    a.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
+    actions.add_parser("list", help="list the archives")
+    t = actions.add_parser("test", help="check that an archive answers (C-ECHO or a QIDO-RS query)")
+    t.add_argument("name", metavar="NAME")
+    r = actions.add_parser("remove", help="forget an archive and its stored secrets")
+    r.add_argument("name", metavar="NAME")
+    f = sub.add_parser("fetch", help="retrieve a study or series from an archive into the cache")
+    f.add_argument("--archive", required=True, metavar="NAME")
+    f.add_argument("uid", metavar="STUDY_OR_SERIES_UID")
+    s = sub.add_parser("store", help="send DICOM files to an archive")
+    s.add_argument("--archive", required=True, metavar="NAME")
+    s.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+
+
+def secret_store(settings: Settings):
+    from workstation.archive.credentials import SecretStore
+
+    return SecretStore(settings.home, use_keyring=os.environ.get("WORKSTATION_NO_KEYRING") != "1")
+
+
+def find_endpoint(settings: Settings, name: str) -> ArchiveEndpoint:
+    for ep in settings.archives:
+        if ep.name == name:
+            return ep
+    known = ", ".join(ep.name for ep in settings.archives) or "none; add one with `workstation archives add`"
+    raise ArchiveCliError(f"no archive named {name!r} (known: {known})")
+
+
+def open_named(settings: Settings, name: str):
+    """The client for a named archive ('Local' or an unknown name without remotes -> the local archive)."""
+    from workstation.archive.factory import open_archive
+
+    return open_archive(find_endpoint(settings, name), settings.cache_dir / "instances", secret_store(settings))
+
+
+def _secret(var: str | None, what: str) -> str | None:
+    if var is None:
+        return None
+    value = os.environ.get(var, "")
+    if not value:
+        raise ArchiveCliError(f"--{what}-env {var}: the environment variable is not set or empty")
+    return value
+
+
+def _endpoint_from_args(args: argparse.Namespace) -> ArchiveEndpoint:
+    if args.dimse is not None:
+        if args.user or args.password_env or args.token_env:
+            raise ArchiveCliError("--user, --password-env and --token-env apply to DICOMweb archives only")
+        if args.retrieve == "move" and not args.move_port:
+            raise ArchiveCliError("--retrieve move needs --move-port (where this workstation listens for C-MOVE)")
+        ae, host, port = args.dimse
+        return ArchiveEndpoint(args.name, "dimse", host=host, port=port, called_ae=ae, calling_ae=args.calling_ae,
+                               retrieve=args.retrieve, move_port=args.move_port, timeout=args.timeout)
+    if args.token_env and (args.user or args.password_env):
+        raise ArchiveCliError("give either --user/--password-env or --token-env, not both")
+    if args.password_env and not args.user:
+        raise ArchiveCliError("--password-env needs --user")
+    if not re.match(r"https?://", args.dicomweb):
+        raise ArchiveCliError(f"--dicomweb {args.dicomweb}: expected an http:// or https:// URL")
+    ca = ""
+    if args.ca is not None:
+        if not args.ca.is_file():
+            raise ArchiveCliError(f"--ca {args.ca}: no such file")
+        ca = str(args.ca.resolve())
+    auth = "bearer" if args.token_env else "basic" if args.user else "none"
+    return ArchiveEndpoint(args.name, "dicomweb", url=args.dicomweb, auth=auth, user=args.user or "",
+                           ca_bundle=ca, timeout=args.timeout)
+
+
+def cmd_archives(settings: Settings, args: argparse.Namespace) -> int:
+    return {"add": _add, "list": _list, "test": _test, "remove": _remove}[args.archives_action](settings, args)
+
+
+def _add(settings: Settings, args: argparse.Namespace) -> int:
+    from workstation.archive.factory import password_key, token_key
+
+    endpoint = _endpoint_from_args(args)
+    password = _secret(args.password_env, "password") if endpoint.kind == "dicomweb" else None
+    token = _secret(args.token_env, "token") if endpoint.kind == "dicomweb" else None
+    others = [ep for ep in settings.archives if ep.name != endpoint.name]
+    replaced = len(others) != len(settings.archives)
+    secrets = secret_store(settings)
+    for key, value in ((password_key(endpoint.name), password), (token_key(endpoint.name), token)):
+        if value is not None:
+            secrets.set(key, value)
+        else:
+            secrets.delete(key)
+    path = save_archives(settings.home, [*others, endpoint])
+    print(f"{'updated' if replaced else 'added'} archive {endpoint.name!r} ({_address(endpoint)}) in {path}")
+    return 0
+
+
+def _address(ep: ArchiveEndpoint) -> str:
+    if ep.kind == "dicomweb":
+        return ep.url
+    return f"{ep.called_ae}@{ep.host}:{ep.port}, C-{ep.retrieve.upper()} as {ep.calling_ae}"
+
+
+def _list(settings: Settings, args: argparse.Namespace) -> int:
+    print(f"Local\tembedded\t{settings.archive_dir}")
+    for ep in settings.archives:
+        auth = "" if ep.kind == "dimse" else f"\tauth {ep.auth}" + (f" ({ep.user})" if ep.user else "")
+        print(f"{ep.name}\t{ep.kind}\t{_address(ep)}{auth}")
+    return 0
+
+
+def _test(settings: Settings, args: argparse.Namespace) -> int:
+    client = open_named(settings, args.name)
+    start = time.perf_counter()
+    client.ping()
+    how = "C-ECHO" if hasattr(client, "echo") else "QIDO-RS query"
+    print(f"{args.name}: OK ({how} answered in {(time.perf_counter() - start) * 1000:.0f} ms)")
+    return 0
+
+
+def _remove(settings: Settings, args: argparse.Namespace) -> int:
+    from workstation.archive.factory import password_key, token_key
+
+    find_endpoint(settings, args.name)
+    save_archives(settings.home, [ep for ep in settings.archives if ep.name != args.name])
+    secrets = secret_store(settings)
+    secrets.delete(password_key(args.name))
+    secrets.delete(token_key(args.name))
+    print(f"removed archive {args.name!r}")
+    return 0
+
+
+def _progress_line(label: str):
+    if not sys.stderr.isatty():
+        return None
+    start = time.perf_counter()
+
+    def show(p) -> None:
+        mb = p.bytes_done / 1e6
+        rate = mb / max(time.perf_counter() - start, 1e-6)
+        sys.stderr.write(f"\r\033[K{label}: {p.done}/{p.total} instances, {mb:.1f} MB, {rate:.1f} MB/s")
+        sys.stderr.flush()
+
+    return show
+
+
+def cmd_fetch(settings: Settings, args: argparse.Namespace) -> int:
+    from workstation.archive.client import NotFound
+
+    client = open_named(settings, args.archive)
+    try:
+        series = [s.series_instance_uid for s in client.find_series(args.uid)]
+    except NotFound:
+        series = []
+    targets = series or [args.uid]  # a study's series, else the UID names a series
+    for uid in targets:
+        progress = _progress_line(f"series {uid}")
+        paths = client.fetch_series(uid, progress=progress)
+        if progress is not None:
+            sys.stderr.write("\r\033[K")
+        folder = Path(paths[0]).parent if paths else settings.cache_dir
+        print(f"series {uid}: {len(paths)} instances in {folder}")
+    return 0
+
+
+def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
+    client = open_named(settings, args.archive)
+    report = client.store(args.paths)
+    print(f"stored {len(report.imported)} instances in {args.archive} "
+          f"({len(report.series)} series of {len(report.studies)} studies)")
+    for skip in report.skipped:
+        print(f"skipped {skip.path}: {skip.reason}")
+    return 0 if report.imported or not report.skipped else 1
+
