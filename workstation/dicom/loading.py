@@ -62,7 +62,6 @@ def load_volume(
         filled and whose affine is that of the acquired grid.  When the acquisition must be
         resampled (gantry tilt, uneven steps), the returned Volume is a new, resampled one.
     """
-    _check_files(plan)
     ds = read_header(plan.slices[0].path)
     spec = _pixel_spec(plan, ds)
     n = len(plan.slices)
@@ -82,17 +81,20 @@ def load_volume(
     return volume
 
 
-def _check_files(plan: SeriesPlan) -> None:
-    """Raise :class:`DicomReadError` naming a file that vanished or changed size since ``examine``."""
-    for path, size in zip(plan.files, plan.file_sizes):
-        try:
-            now = os.stat(path).st_size
-        except FileNotFoundError:
-            raise DicomReadError(path, "file vanished since the series was examined") from None
-        except OSError as exc:
-            raise DicomReadError(path, f"cannot read file: {exc.strerror or exc}") from None
-        if size >= 0 and now != size:
-            raise DicomReadError(path, f"file changed since the series was examined ({size} -> {now} bytes)")
+def _check_file(path: str, size: int) -> None:
+    """Raise :class:`DicomReadError` if ``path`` vanished or changed size since ``examine``.
+
+    Checked just before each file is read (in the decoding threads), not all up front, so the
+    first slice is not held back by a stat of every file in a long series.
+    """
+    try:
+        now = os.stat(path).st_size
+    except FileNotFoundError:
+        raise DicomReadError(path, "file vanished since the series was examined") from None
+    except OSError as exc:
+        raise DicomReadError(path, f"cannot read file: {exc.strerror or exc}") from None
+    if size >= 0 and now != size:
+        raise DicomReadError(path, f"file changed since the series was examined ({size} -> {now} bytes)")
 
 
 def _pixel_spec(plan: SeriesPlan, ds: Dataset) -> _PixelSpec:
@@ -167,10 +169,12 @@ def _fill(plan: SeriesPlan, spec: _PixelSpec, voxels: np.ndarray,
     """Decode every slice into ``voxels``; returns notes (e.g. clipped values)."""
     n = len(plan.slices)
     notes: list[str] = []
+    sizes = dict(zip(plan.files, plan.file_sizes))
     decoded = _predecode_multiframe(plan, spec)
     lock = threading.Lock()
 
     def one(k: int) -> None:
+        _check_file(plan.slices[k].path, sizes.get(plan.slices[k].path, -1))
         clipped = _decode_slice(plan.slices[k], spec, voxels[k], decoded)
         if clipped:
             with lock:

@@ -18,6 +18,7 @@ import enum
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -66,11 +67,14 @@ def plan_to_json(plan: SeriesPlan) -> dict:
     return {f.name: _encode(getattr(plan, f.name)) for f in dataclasses.fields(SeriesPlan)}
 
 
+_SLICE_FIELDS = frozenset(f.name for f in dataclasses.fields(SliceSource))
+
+
 def _slice_from_json(d: dict) -> SliceSource:
-    names = {f.name for f in dataclasses.fields(SliceSource)}
-    if not isinstance(d, dict) or set(d) != names:
+    # hot on a cache hit (one call per slice): plain scalars skip the generic decoder
+    if not isinstance(d, dict) or d.keys() != _SLICE_FIELDS:
         raise ValueError("slice entry does not match SliceSource")
-    return SliceSource(**{k: _decode(v) for k, v in d.items()})
+    return SliceSource(**{k: _decode(v) if isinstance(v, (list, dict)) else v for k, v in d.items()})
 
 
 def plan_from_json(d: dict) -> SeriesPlan:
@@ -87,14 +91,20 @@ def _stat_files(paths: Iterable[Path | str]) -> list[tuple[str, int, int]] | Non
     out: list[tuple[str, int, int]] = []
     failed: list[OSError] = []
     for p in paths:
-        p = os.path.abspath(p)
-        if os.path.isdir(p):
+        p = os.fspath(p)
+        if not os.path.isabs(p):
+            p = os.path.abspath(p)
+        entry = _stat_one(p)
+        if entry[1] == _DIRECTORY:
             for root, dirs, names in os.walk(p, onerror=failed.append):
                 dirs.sort()
                 out.extend(_stat_one(os.path.join(root, n)) for n in sorted(names))
         else:
-            out.append(_stat_one(p))
+            out.append(entry)
     return None if failed else out
+
+
+_DIRECTORY = -2  # the size _stat_one gives a folder, so a path is stat'ed once
 
 
 def _stat_one(path: str) -> tuple[str, int, int]:
@@ -102,6 +112,8 @@ def _stat_one(path: str) -> tuple[str, int, int]:
         st = os.stat(path)
     except OSError:
         return (path, -1, -1)  # examine reports it as skipped; the key still changes when it appears
+    if stat.S_ISDIR(st.st_mode):
+        return (path, _DIRECTORY, st.st_mtime_ns)
     return (path, st.st_size, st.st_mtime_ns)
 
 
