@@ -52,13 +52,14 @@ def build_app(settings: Settings, *, samples: bool, synchronous: bool | None = N
     progress in the status bar); the browser refreshes when they are in.
     """
     app = _qt_app()
+    from workstation.ai.registry import discover
     from workstation.archive.local import LocalArchive
     from workstation.ui.main_window import MainWindow
     from workstation.ui.tasks import TaskRunner
 
     archive = LocalArchive(settings.archive_dir)
     runner = TaskRunner(synchronous=synchronous)
-    window = MainWindow(archive, runner)
+    window = MainWindow(archive, runner, plugins=discover())
     runner.setParent(window)
     if samples:
         def setup(handle) -> None:

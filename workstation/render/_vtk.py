@@ -38,7 +38,7 @@ from vtkmodules.vtkRenderingCore import (  # noqa: F401
     vtkVolumeProperty,
     vtkWindowToImageFilter,
 )
-from vtkmodules.vtkRenderingImage import vtkImageResliceMapper  # noqa: F401
+from vtkmodules.vtkRenderingImage import vtkImageResliceMapper, vtkImageStack  # noqa: F401
 from vtkmodules.vtkRenderingVolume import vtkFixedPointVolumeRayCastMapper, vtkGPUVolumeRayCastMapper  # noqa: F401
 
 

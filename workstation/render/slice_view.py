@@ -23,6 +23,7 @@ from workstation.render import _vtk as vtk
 from workstation.model.measurement import EllipseROI, LengthMeasurement, RoiStats
 from workstation.model.volume import Photometric, Volume, Window
 from workstation.render.bridge import prop_matrix, volume_to_local_vtk
+from workstation.render.labelmap_layer import LabelMapLayer
 from workstation.render.overlays import PLANE_COLORS, OrientationMarkers, ScaleBar, WorldLabel, WorldLines
 
 
@@ -77,6 +78,8 @@ class SliceView:
         self._crosshair_dirs: list[np.ndarray] | None = None
         self._measurements: dict[int, tuple[MeasurementHandle, list]] = {}
         self._next_id = count(1)
+        self._stack: vtk.vtkImageStack | None = None
+        self.labels: LabelMapLayer | None = None
         self._build_pipeline()
         self.crosshair_lines = WorldLines(renderer, width=1.0)
         self.markers = OrientationMarkers(renderer)
@@ -121,10 +124,33 @@ class SliceView:
         self._slice.SetUserMatrix(prop_matrix(volume))
         self._slice.VisibilityOn()
         self._volume = volume
+        if self.labels is not None and not _belongs_to(self.labels.labelmap, volume):
+            self.set_labelmap(None)  # never show one series' labels on another
         self._position = volume.center_lps()
         self.set_window(volume.auto_window())
         self.set_invert(volume.info.photometric is Photometric.MONOCHROME1)
         self.fit()
+
+    # -- layers --------------------------------------------------------------------------------------
+    def add_layer(self, image_slice: vtk.vtkImageSlice) -> None:
+        """Draw ``image_slice`` over the volume at the same plane (an image stack, so no depth fighting)."""
+        if self._stack is None:
+            self._stack = vtk.vtkImageStack()
+            self.renderer.RemoveViewProp(self._slice)
+            self._stack.AddImage(self._slice)
+            self._stack.SetActiveLayer(0)
+            self.renderer.AddViewProp(self._stack)
+        self._stack.AddImage(image_slice)
+
+    def set_labelmap(self, labelmap, opacity: float | None = None) -> LabelMapLayer:
+        """Overlay a :class:`~workstation.model.labelmap.LabelMap` on the volume's grid (None removes it)."""
+        if self.labels is None:
+            self.labels = LabelMapLayer(self.renderer)
+            self.add_layer(self.labels.slice)
+        self.labels.set_labelmap(labelmap)
+        if opacity is not None:
+            self.labels.set_opacity(opacity)
+        return self.labels
 
     # -- plane ---------------------------------------------------------------------------------------
     @property
@@ -171,6 +197,12 @@ class SliceView:
     def set_position_mm(self, xyz) -> None:
         """Move the plane so it passes through ``xyz`` (LPS mm); the in-plane view (pan) is kept."""
         self._position = np.asarray(xyz, float).reshape(3).copy()
+        self._apply_camera()
+
+    def center_on(self, xyz) -> None:
+        """Move the plane through ``xyz`` and pan so that it lies in the middle of the viewport."""
+        self._position = np.asarray(xyz, float).reshape(3).copy()
+        self._center = self._position.copy()
         self._apply_camera()
 
     def slice_step_mm(self) -> float:
@@ -436,3 +468,13 @@ class SliceView:
             visible = bool(abs((anchor - self._position) @ n) <= tol)
             for part in parts:
                 part.actor.SetVisibility(visible)
+
+
+def _belongs_to(labelmap, volume: Volume) -> bool:
+    """A label map may be shown on ``volume``: same grid and, when both say, the same series."""
+    if labelmap is None:
+        return True
+    uid = volume.info.series_instance_uid
+    if labelmap.source_series_uid and uid and labelmap.source_series_uid != uid:
+        return False
+    return labelmap.is_on_grid_of(volume)

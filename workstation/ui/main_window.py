@@ -9,9 +9,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QToolBar, QWidget
 
+from workstation.ai.registry import Registry
 from workstation.model.refs import SeriesRef
 from workstation.model.volume import Volume
 from workstation.render.presets import AUTO, WINDOW_PRESETS
+from workstation.ui.ai_controller import AiController
 from workstation.ui.import_flow import fill_import_menu
 from workstation.ui.loading import series_loader
 from workstation.ui.study_browser import StudyBrowser
@@ -27,7 +29,8 @@ _TOOL_KEYS = {Tool.WINDOW: "W", Tool.PAN: "P", Tool.ZOOM: "Z", Tool.LENGTH: "L",
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, archive, runner: TaskRunner, parent: QWidget | None = None) -> None:
+    def __init__(self, archive, runner: TaskRunner, parent: QWidget | None = None, *,
+                 plugins: Registry | None = None) -> None:
         super().__init__(parent)
         self.archive = archive
         self.runner = runner
@@ -48,6 +51,7 @@ class MainWindow(QMainWindow):
         self.browser.import_flow.status.connect(self.show_status)
         self.viewer.status.connect(self.show_status)
         self.viewer.active_changed.connect(self._on_active_changed)
+        self.ai = AiController(self, plugins or Registry(()), runner)
         self._build_actions()
         self.setAcceptDrops(True)
         self.resize(1400, 900)
@@ -101,6 +105,7 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self._action("Show study browser", self._toggle_browser, "Ctrl+B"))
         toolbar.addSeparator()
         self._build_tools(menu.addMenu("&Tools"), toolbar)
+        self.ai.fill_menu(menu.addMenu("&AI"))
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self._action("&About", self.about))
 
@@ -130,6 +135,7 @@ class MainWindow(QMainWindow):
             vol = previous.volume
             if self.viewer.mpr.volume is not vol:
                 self.viewer.mpr.set_volume(vol)
+        self.ai.sync()
 
     def set_tool(self, tool: Tool) -> None:
         for vp in self.viewer.viewports:
@@ -172,6 +178,7 @@ class MainWindow(QMainWindow):
         if uid in self.volumes:
             vp.set_volume(self.volumes[uid])
             self._update_title(self.volumes[uid])
+            self.ai.sync()
             return None
         def setup(handle: TaskHandle) -> None:
             vp.watch_loading(handle)
@@ -196,6 +203,7 @@ class MainWindow(QMainWindow):
     def _loaded(self, uid: str, volume: Volume) -> None:
         self.volumes = {uid: volume, **{k: v for k, v in list(self.volumes.items())[:3]}}  # keep a few
         self._update_title(volume)
+        self.ai.sync()
         for w in volume.info.warnings:
             self.show_status(w)
 
@@ -208,6 +216,7 @@ class MainWindow(QMainWindow):
         vol = getattr(vp, "volume", None)
         if vol is not None:
             self._update_title(vol)
+        self.ai.sync()
 
     def _warn(self, title: str, message: str) -> None:
         self.show_status(f"{title}: {message}")
