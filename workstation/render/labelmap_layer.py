@@ -80,7 +80,7 @@ class LabelMapLayer:
         self.badge.GetTextProperty().SetJustificationToCentered()
         self.badge.GetTextProperty().SetVerticalJustificationToTop()
         self.badge.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
-        self.badge.SetPosition(0.5, 0.97)
+        self.badge.SetPosition(0.5, 0.93)  # below the top orientation letter, which sits at 0.99
         self.badge.VisibilityOff()
         renderer.AddViewProp(self.badge)
 
