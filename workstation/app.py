@@ -57,10 +57,18 @@ def build_app(settings: Settings, *, samples: bool, synchronous: bool | None = N
     from workstation.ui.main_window import MainWindow
     from workstation.ui.tasks import TaskRunner
 
+    from workstation.archive.switch import ArchiveSwitch
+    from workstation.ui.archives_dialog import archives_editor, remote_factories
+
     archive = LocalArchive(settings.archive_dir)
+    switch = ArchiveSwitch(archive, remote_factories(settings))  # Local + the configured remote archives
     runner = TaskRunner(synchronous=synchronous)
-    window = MainWindow(archive, runner, plugins=discover())
+    window = MainWindow(switch, runner, plugins=discover())
     runner.setParent(window)
+    window.browser.archives_editor = archives_editor(settings, switch, runner)
+    window.browser.archives_button.setVisible(True)
+    window.browser.fill_archive_combo()
+    window.browser.archive_combo.setEnabled(True)
     if samples:
         def setup(handle) -> None:
             handle.done.connect(window.browser.refresh)

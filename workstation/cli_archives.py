@@ -58,6 +58,17 @@ def add_parsers(sub) -> None:
     s = sub.add_parser("store", help="send DICOM files to an archive")
     s.add_argument("--archive", required=True, metavar="NAME")
     s.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    c = sub.add_parser("cache", help="the retrieval cache: status, pin or unpin a study, clear")
+    cache_actions = c.add_subparsers(dest="cache_action", metavar="ACTION", required=True)
+    cache_actions.add_parser("status", help="size, limit, instances, series, studies and pinned studies")
+    for action, text in (("pin", "keep a study in the cache for offline reading"),
+                         ("unpin", "let a study be evicted again")):
+        cache_actions.add_parser(action, help=text).add_argument("study_uid", metavar="STUDY_UID")
+    clear = cache_actions.add_parser("clear", help="remove every cached series (pinned studies stay)")
+    clear.add_argument("--pinned", action="store_true", help="remove the pinned studies too")
+    pr = sub.add_parser("priors", help="list the same patient's other studies, newest first")
+    pr.add_argument("--archive", metavar="NAME", default="Local", help="Local (default) or a remote archive")
+    pr.add_argument("study_uid", metavar="STUDY_UID")
 
 
 def secret_store(settings: Settings):
@@ -78,7 +89,8 @@ def open_named(settings: Settings, name: str):
     """The client for a named archive ('Local' or an unknown name without remotes -> the local archive)."""
     from workstation.archive.factory import open_archive
 
-    return open_archive(find_endpoint(settings, name), settings.cache_dir / "instances", secret_store(settings))
+    return open_archive(find_endpoint(settings, name), settings.instance_cache_dir, secret_store(settings),
+                        cache_max_mb=settings.cache_max_mb)
 
 
 def _secret(var: str | None, what: str) -> str | None:
@@ -215,3 +227,69 @@ def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
         print(f"skipped {skip.path}: {skip.reason}")
     return 0 if report.imported or not report.skipped else 1
 
+
+
+def open_cache(settings: Settings):
+    from workstation.archive.cache import CacheIndex
+
+    return CacheIndex(settings.instance_cache_dir, settings.cache_max_mb * 1_000_000)
+
+
+def cmd_cache(settings: Settings, args: argparse.Namespace) -> int:
+    index = open_cache(settings)
+    try:
+        if args.cache_action == "status":
+            st = index.status()
+            print(f"cache {st.root}: {st.bytes_used / 1e6:.1f} MB of {st.max_bytes / 1e6:.0f} MB, "
+                  f"{st.instances} instances in {st.series} series of {st.studies} studies")
+            for uid in st.pinned:
+                print(f"pinned {uid}")
+        elif args.cache_action == "pin":
+            index.pin(args.study_uid)
+            print(f"pinned study {args.study_uid}")
+        elif args.cache_action == "unpin":
+            index.unpin(args.study_uid)
+            print(f"unpinned study {args.study_uid}")
+        else:
+            gone = index.clear(include_pinned=args.pinned)
+            print(f"removed {gone} series from the cache")
+    finally:
+        index.close()
+    return 0
+
+
+def _study(client, study_uid: str):
+    from workstation.archive.client import NotFound, StudyQuery
+
+    if hasattr(client, "get_study"):
+        return client.get_study(study_uid)
+    if hasattr(client, "find_study"):
+        return client.find_study(study_uid)
+    for s in client.find_studies(StudyQuery(limit=0)):
+        if s.study_instance_uid == study_uid:
+            return s
+    raise NotFound(f"study {study_uid} is not in the {client.name} archive")
+
+
+def cmd_priors(settings: Settings, args: argparse.Namespace) -> int:
+    from workstation.archive.priors import find_priors
+
+    if args.archive == "Local":
+        from workstation.archive.local import LocalArchive
+
+        client = LocalArchive(settings.archive_dir)
+    else:
+        client = open_named(settings, args.archive)
+    study = _study(client, args.study_uid)
+    priors = find_priors(client, study)
+    print(f"{len(priors)} prior studies of patient {study.patient_id} in {args.archive}")
+    for s in priors:
+        print(f"{s.study_date or '-'}\t{'/'.join(s.modalities) or '-'}\t{s.study_description or '-'}\t"
+              f"{s.study_instance_uid}")
+    return 0
+
+
+def commands() -> dict:
+    """Command name -> handler, for the main CLI's table."""
+    return {"archives": cmd_archives, "fetch": cmd_fetch, "store": cmd_store, "cache": cmd_cache,
+            "priors": cmd_priors}

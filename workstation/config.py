@@ -11,6 +11,7 @@ The TOML file is ``home/workstation.toml``::
 
     archive_dir = "/data/archive"        # optional
     cache_dir = "/data/cache"            # optional
+    cache_max_mb = 20000                 # size limit of the retrieval cache; least recently used out
 
     [[archives]]
     name = "PACS"
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CONFIG_FILE_NAME = "workstation.toml"
+DEFAULT_CACHE_MAX_MB = 20000
 ARCHIVE_KINDS = ("dicomweb", "dimse")
 AUTH_KINDS = ("none", "basic", "bearer")
 RETRIEVE_KINDS = ("get", "move")
@@ -79,6 +81,12 @@ class Settings:
     cache_dir: Path
     archives: tuple[ArchiveEndpoint, ...] = field(default_factory=tuple)
     config_file: Path | None = None  # the TOML file that was read, if any
+    cache_max_mb: int = DEFAULT_CACHE_MAX_MB  # retrieval cache size limit (megabytes)
+
+    @property
+    def instance_cache_dir(self) -> Path:
+        """Where instances retrieved from remote archives are cached."""
+        return self.cache_dir / "instances"
 
 
 def _default_home(env: Mapping[str, str]) -> Path:
@@ -173,7 +181,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not isinstance(raw_archives, list):
         raise ConfigError(f"{config_file}: 'archives' must be an array of tables ([[archives]])")
     archives = tuple(_endpoint(a, str(config_file)) for a in raw_archives)
+    try:
+        cache_max_mb = int(data.get("cache_max_mb", DEFAULT_CACHE_MAX_MB))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{config_file}: cache_max_mb must be a whole number of megabytes") from None
+    if cache_max_mb < 1:
+        raise ConfigError(f"{config_file}: cache_max_mb must be at least 1")
     return Settings(
+        cache_max_mb=cache_max_mb,
         home=home,
         archive_dir=archive_dir,
         cache_dir=cache_dir,

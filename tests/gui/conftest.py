@@ -54,21 +54,38 @@ def settings(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def main_window(qtbot, settings, lidc_archive_dir):
-    """The application's main window, tasks synchronous, LIDC in the archive, browser filled."""
+def main_window_factory(qtbot, settings, lidc_archive_dir):
+    """Builds the application's main window (tasks synchronous, LIDC in the local archive, browser filled)
+    from the settings file as it is when called; closes it after the test."""
     from workstation.app import build_app
+    from workstation.config import load_settings
 
-    _link_tree(lidc_archive_dir, settings.archive_dir)
-    _app, window = build_app(settings, samples=False, synchronous=True)
-    qtbot.addWidget(window)
-    window.resize(1200, 800)
-    window.show()
-    qtbot.waitExposed(window)
-    yield window
-    window.runner.cancel_all()
-    window.runner.wait(10000)
-    window.close()  # finalizes the VTK windows while every object is alive
-    window.archive.close()
+    windows = []
+
+    def make():
+        _link_tree(lidc_archive_dir, settings.archive_dir)
+        _app, window = build_app(load_settings({"WORKSTATION_HOME": str(settings.home)}), samples=False,
+                                 synchronous=True)
+        qtbot.addWidget(window)
+        window.resize(1200, 800)
+        window.show()
+        qtbot.waitExposed(window)
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.browser._stop_prefetch()
+        window.runner.cancel_all()
+        window.runner.wait(10000)
+        window.close()  # finalizes the VTK windows while every object is alive
+        window.archive.close()
+
+
+@pytest.fixture
+def main_window(main_window_factory):
+    """The application's main window, tasks synchronous, LIDC in the archive, browser filled."""
+    return main_window_factory()
 
 
 def open_first_series(window):

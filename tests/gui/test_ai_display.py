@@ -25,7 +25,7 @@ from workstation.model.labelmap import Algorithm, Code, LabelMap, Segment
 CH2 = Path("/usr/share/mricron/templates/ch2.nii.gz")
 PLUGIN = Plugin(load_manifest(BUILTIN_PLUGINS / "brainchop-tissue" / "plugin.toml"),
                 BUILTIN_PLUGINS / "brainchop-tissue", "folder")
-BADGE_ROWS = 45  # the AI-generated badge is drawn along the top of a view
+BADGE_ROWS = 90  # the AI-generated badge is drawn along the top of a view (at 93% of its height)
 
 
 def hand_made_result(volume) -> AiResult:

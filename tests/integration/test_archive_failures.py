@@ -27,9 +27,15 @@ from workstation.archive.dicomweb import DicomWebArchive
 from workstation.archive.dimse import DimseArchive
 
 
+def cache_entries(cache: Path) -> list[Path]:
+    """What the cache folder holds besides its (always present) index."""
+    return [p for p in cache.iterdir() if not p.name.startswith("cache-index.sqlite")]
+
+
 def assert_cache_clean(cache: Path) -> list[Path]:
     """No temporary files; every .dcm is a complete, readable instance.  Returns the .dcm files."""
-    leftovers = [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".dcm")]
+    leftovers = [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".dcm")
+                 and not p.name.startswith("cache-index.sqlite")]
     assert leftovers == []
     files = sorted(cache.rglob("*.dcm"))
     for f in files:
@@ -54,7 +60,7 @@ def test_dicomweb_archive_down(tmp_path):
         archive.find_studies()
     with pytest.raises(ArchiveUnavailable, match="connection refused"):
         archive.fetch_series("1.2.3")
-    assert list(tmp_path.iterdir()) == []
+    assert cache_entries(tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -72,7 +78,7 @@ def test_dicomweb_authentication_failures(orthanc, tmp_path, auth, message):
         archive.find_studies(StudyQuery(patient_id="LIDC-IDRI-0001"))
     with pytest.raises(AuthenticationFailed, match=message):
         archive.fetch_series("1.2.3")
-    assert list(tmp_path.iterdir()) == []
+    assert cache_entries(tmp_path) == []
 
 
 def test_dicomweb_tls_certificate_problems(tmp_path):
@@ -151,7 +157,7 @@ def test_dimse_association_rejected(orthanc, tmp_path, calling, called, message)
         archive.echo()
     with pytest.raises(AssociationRejected, match=message):
         archive.fetch_series("1.2.3", study_instance_uid="1.2")
-    assert list(tmp_path.iterdir()) == []
+    assert cache_entries(tmp_path) == []
 
 
 def test_dimse_timeout_mid_series(tmp_path):

@@ -23,7 +23,7 @@ from urllib3.util.retry import Retry
 from workstation.archive._http_errors import http_errors
 from workstation.archive._order import InstanceSpot, middle_out, spatial_order
 from workstation.archive._wado import Tally, stream_series
-from workstation.archive.cache import SeriesCache
+from workstation.archive.cache import DEFAULT_MAX_MB, CacheIndex
 from workstation.archive.client import (
     ArchiveError,
     CancelToken,
@@ -59,7 +59,7 @@ _TAGS = {
     "StudyDescription": "00081030", "ModalitiesInStudy": "00080061", "NumberOfStudyRelatedSeries": "00201206",
     "NumberOfStudyRelatedInstances": "00201208", "Modality": "00080060", "SeriesNumber": "00200011",
     "SeriesDescription": "0008103E", "NumberOfSeriesRelatedInstances": "00201209", "BodyPartExamined": "00180015",
-    "ImagePositionPatient": "00200032", "ImageOrientationPatient": "00200037", "InstanceNumber": "00200013",
+    "IssuerOfPatientID": "00100021", "ImagePositionPatient": "00200032", "ImageOrientationPatient": "00200037", "InstanceNumber": "00200013",
 }
 
 
@@ -187,11 +187,13 @@ class DicomWebArchive:
 
     def __init__(self, name: str, url: str, *, auth: Auth | None = None, cache_dir: Path | str | None = None,
                  ca_bundle: Path | str | None = None, timeout: float = 30.0, retries: int = 2,
-                 backoff: float = 0.25, concurrency: int = 4) -> None:
+                 backoff: float = 0.25, concurrency: int = 4, cache_max_bytes: int | None = None) -> None:
         self.name = name
         self.url = url.rstrip("/")
         self.auth = auth or NoAuth()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.cache_index = (CacheIndex(self.cache_dir, cache_max_bytes or DEFAULT_MAX_MB * 1_000_000)
+                            if self.cache_dir is not None else None)
         self.timeout = float(timeout)
         self.concurrency = max(1, int(concurrency))
         self.session = self._session(ca_bundle, retries, backoff)
@@ -268,6 +270,20 @@ class DicomWebArchive:
         refs = [series_ref(i, study_instance_uid, self.name) for i in items]
         return sorted(refs, key=lambda s: (s.series_number is None, s.series_number or 0, s.series_instance_uid))
 
+    def find_study(self, study_instance_uid: str) -> StudyRef:
+        """One study by UID.  Raises NotFound."""
+        with self._errors(f"looking up study {study_instance_uid}"):
+            items = self._qido("studies", {"StudyInstanceUID": study_instance_uid}, STUDY_FIELDS, 1)
+        if not items:
+            raise NotFound(f"study {study_instance_uid} is not in the {self.name} archive")
+        return study_ref(items[0], self.name)
+
+    def patient_issuers(self, patient_id: str) -> dict[str, str]:
+        """Study UID -> Issuer of Patient ID for the studies with this exact Patient ID."""
+        with self._errors(f"listing the studies of patient {patient_id}"):
+            items = self._qido("studies", {"PatientID": patient_id}, ("IssuerOfPatientID",))
+        return {_text(i, "StudyInstanceUID"): _text(i, "IssuerOfPatientID") for i in items}
+
     def study_of_series(self, series_instance_uid: str) -> str:
         """The Study Instance UID of a series (QIDO-RS over all studies).  Raises NotFound."""
         with self._errors(f"looking up series {series_instance_uid}"):
@@ -293,10 +309,20 @@ class DicomWebArchive:
         fetches only the missing instances, middle first.  Raises ArchiveError subclasses or Cancelled; the
         cache then holds only complete instances.
         """
-        if self.cache_dir is None:
+        if self.cache_index is None:
             raise ArchiveError(f"{self.name}: no cache folder configured to retrieve into")
-        study = study_instance_uid or self.study_of_series(series_instance_uid)
-        cache = SeriesCache(self.cache_dir, study, series_instance_uid)
+        cached = self.cache_index.open_complete(series_instance_uid, progress)
+        if cached is not None:
+            return cached  # no network
+        with self.cache_index.retrieving(series_instance_uid):
+            study = study_instance_uid or self.study_of_series(series_instance_uid)
+            paths, sops = self._fetch_into_cache(study, series_instance_uid, progress, cancel)
+            self.cache_index.finish(study, series_instance_uid, sops)
+        return paths
+
+    def _fetch_into_cache(self, study: str, series_instance_uid: str, progress: ProgressFn | None,
+                          cancel: CancelToken | None) -> tuple[list[Path], list[str]]:
+        cache = self.cache_index.series_cache(study, series_instance_uid)
         cache.remove_parts()
         tally = Tally(cache, progress, cancel)
         try:
@@ -312,7 +338,7 @@ class DicomWebArchive:
         finally:
             tally.stop.set()
             cache.remove_parts()
-        return [cache.path(s.sop_uid) for s in spots]
+        return [cache.path(s.sop_uid) for s in spots], [s.sop_uid for s in spots]
 
     def _stream_with_prefetch(self, study: str, series: str, tally: Tally) -> list[InstanceSpot]:
         """Stream the series in the background; meanwhile read its metadata and fetch the middle slices."""

@@ -30,7 +30,7 @@ from pynetdicom.sop_class import (
 from workstation.archive._dimse_support import (
     PENDING, RECEIVE_SYNTAXES, STORAGE_CLASSES, WARNINGS, explain_failed_association, status_text,
 )
-from workstation.archive.cache import SeriesCache
+from workstation.archive.cache import DEFAULT_MAX_MB, CacheIndex, SeriesCache
 from workstation.archive.client import (
     ArchiveError, ArchiveTimeout, CancelToken, ImportReport, NotFound, Progress, ProgressFn, Skipped,
     StudyQuery, iter_files,
@@ -61,7 +61,8 @@ class DimseArchive:
 
     def __init__(self, name: str, host: str, port: int, called_ae: str, calling_ae: str = "WORKSTATION", *,
                  retrieve: str = "get", move_destination_port: int | None = None, move_listen_host: str = "",
-                 cache_dir: Path | str | None = None, timeout: float = 30.0) -> None:
+                 cache_dir: Path | str | None = None, timeout: float = 30.0,
+                 cache_max_bytes: int | None = None) -> None:
         if retrieve not in ("get", "move"):
             raise ValueError(f"retrieve must be 'get' or 'move', not {retrieve!r}")
         if retrieve == "move" and not move_destination_port:
@@ -70,6 +71,10 @@ class DimseArchive:
         self.called_ae, self.calling_ae = called_ae, calling_ae
         self.retrieve, self.move_port, self.move_host = retrieve, move_destination_port, move_listen_host
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.cache_index = (CacheIndex(self.cache_dir, cache_max_bytes or DEFAULT_MAX_MB * 1_000_000)
+                            if self.cache_dir is not None else None)
+        #: C-MOVE results arrive at one listening port: one retrieval at a time; C-GET runs several.
+        self.parallel_retrievals = 1 if retrieve == "move" else 3
         self.timeout = float(timeout)
         self._study_of: dict[str, str] = {}  # series UID -> study UID, learned from queries
 
@@ -155,6 +160,28 @@ class DimseArchive:
         start = max(query.offset, 0)
         return refs[start : start + query.limit] if query.limit > 0 else refs[start:]
 
+    def find_study(self, study_instance_uid: str) -> StudyRef:
+        """One study by UID.  Raises NotFound."""
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = study_instance_uid
+        for kw in STUDY_FIELDS:
+            setattr(ds, kw, "")
+        found = self._find(ds, f"looking up study {study_instance_uid}")
+        if not found:
+            raise NotFound(f"study {study_instance_uid} is not in the {self.name} archive")
+        return self._study_ref(found[0])
+
+    def patient_issuers(self, patient_id: str) -> dict[str, str]:
+        """Study UID -> Issuer of Patient ID for the studies with this Patient ID."""
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = ""
+        ds.PatientID = patient_id
+        ds.IssuerOfPatientID = ""
+        found = self._find(ds, f"listing the studies of patient {patient_id}")
+        return {_text(m, "StudyInstanceUID"): _text(m, "IssuerOfPatientID") for m in found}
+
     def _study_ref(self, m: Dataset) -> StudyRef:
         return StudyRef(
             study_instance_uid=_text(m, "StudyInstanceUID"), patient_name=_text(m, "PatientName"),
@@ -218,13 +245,23 @@ class DimseArchive:
     def fetch_series(self, series_instance_uid: str, progress: ProgressFn | None = None,
                      cancel: CancelToken | None = None, study_instance_uid: str | None = None) -> list[Path]:
         """Retrieve the series into the cache by C-GET or C-MOVE, resuming; returns its files."""
-        if self.cache_dir is None:
+        if self.cache_index is None:
             raise ArchiveError(f"{self.name}: no cache folder configured to retrieve into")
-        study = study_instance_uid or self.study_of_series(series_instance_uid)
-        uids = self.instance_uids(study, series_instance_uid)
+        cached = self.cache_index.open_complete(series_instance_uid, progress)
+        if cached is not None:
+            return cached  # no network
+        with self.cache_index.retrieving(series_instance_uid):
+            study = study_instance_uid or self.study_of_series(series_instance_uid)
+            uids = self.instance_uids(study, series_instance_uid)
+            paths = self._retrieve_missing(study, series_instance_uid, uids, progress, cancel)
+            self.cache_index.finish(study, series_instance_uid, uids)
+        return paths
+
+    def _retrieve_missing(self, study: str, series_instance_uid: str, uids: list[str], progress: ProgressFn | None,
+                          cancel: CancelToken | None) -> list[Path]:
         if not uids:
             raise NotFound(f"series {series_instance_uid} has no instances in the {self.name} archive")
-        cache = SeriesCache(self.cache_dir, study, series_instance_uid)
+        cache = self.cache_index.series_cache(study, series_instance_uid)
         cache.remove_parts()
         missing = [u for u in uids if not cache.has(u)]
         counter = _Counter(len(uids), len(uids) - len(missing), progress, cancel)

@@ -33,17 +33,21 @@ def endpoint_auth(endpoint: ArchiveEndpoint, secrets: SecretStore | None) -> Aut
 
 
 def open_archive(endpoint: ArchiveEndpoint, cache_dir: Path | str, secrets: SecretStore | None = None,
-                 *, move_listen_host: str = "") -> ArchiveClient:
-    """A DICOMweb or DIMSE client for the endpoint, retrieving into ``cache_dir``."""
+                 *, move_listen_host: str = "", cache_max_mb: int | None = None) -> ArchiveClient:
+    """A DICOMweb or DIMSE client for the endpoint, retrieving into ``cache_dir`` (bounded to
+    ``cache_max_mb`` megabytes, least recently used series out)."""
+    max_bytes = cache_max_mb * 1_000_000 if cache_max_mb else None
     if endpoint.kind == "dicomweb":
         from workstation.archive.dicomweb import DicomWebArchive
 
         return DicomWebArchive(endpoint.name, endpoint.url, auth=endpoint_auth(endpoint, secrets),
-                               cache_dir=cache_dir, ca_bundle=endpoint.ca_bundle or None, timeout=endpoint.timeout)
+                               cache_dir=cache_dir, ca_bundle=endpoint.ca_bundle or None, timeout=endpoint.timeout,
+                               cache_max_bytes=max_bytes)
     if endpoint.kind == "dimse":
         from workstation.archive.dimse import DimseArchive
 
         return DimseArchive(endpoint.name, endpoint.host, endpoint.port, endpoint.called_ae, endpoint.calling_ae,
                             retrieve=endpoint.retrieve, move_destination_port=endpoint.move_port or None,
-                            move_listen_host=move_listen_host, cache_dir=cache_dir, timeout=endpoint.timeout)
+                            move_listen_host=move_listen_host, cache_dir=cache_dir, timeout=endpoint.timeout,
+                            cache_max_bytes=max_bytes)
     raise ArchiveError(f"archive {endpoint.name!r} has an unknown kind {endpoint.kind!r}")

@@ -2,6 +2,12 @@
 
 Every archive call runs on the task runner; the widget only shows results.  Double-clicking a series
 emits :attr:`StudyBrowser.open_series` with its :class:`~workstation.model.refs.SeriesRef`.
+
+Given an :class:`~workstation.archive.switch.ArchiveSwitch`, an "Archive" combo at the top picks the
+archive searched (Local or a configured DICOMweb / DIMSE archive) and "Archives..." edits the list.  A
+remote series opens through the switch (fetched into the cache with progress, then loaded as a local
+one); the study's other series keep downloading in the background (a
+:class:`~workstation.archive.prefetch.Prefetcher`, progress in the status line).
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import time
 import numpy as np
 from PySide6.QtCore import QDate, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDateEdit, QFormLayout, QHBoxLayout,
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QLabel, QDateEdit, QFormLayout, QHBoxLayout,
                                QHeaderView, QLineEdit, QListWidget, QListWidgetItem, QMessageBox,
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -93,9 +99,15 @@ class StudyBrowser(QWidget):
     status = Signal(str)
     studies_changed = Signal()
 
-    def __init__(self, archive, runner: TaskRunner, parent: QWidget | None = None) -> None:
+    prefetch_progress = Signal(object)  # SeriesProgress, relayed from worker threads
+
+    def __init__(self, archive, runner: TaskRunner, parent: QWidget | None = None, *,
+                 archives_editor=None) -> None:
         super().__init__(parent)
         self.archive = archive
+        self.archives_editor = archives_editor  # callable(parent) -> bool: edit the archives list; None: no button
+        self.prefetcher = None
+        self.prefetch_progress.connect(self._show_prefetch)
         self.runner = runner
         self.studies: list[StudyRef] = []
         self.series: list[SeriesRef] = []
@@ -130,6 +142,49 @@ class StudyBrowser(QWidget):
         s.itemActivated.connect(self._on_series_double_clicked)  # Enter (and double-click on some platforms)
         return s
 
+    def _build_archive_row(self) -> QHBoxLayout:
+        self.archive_combo = QComboBox()
+        self.archive_combo.setObjectName("archive_combo")
+        self.fill_archive_combo()
+        self.archive_combo.currentTextChanged.connect(self._on_archive_chosen)
+        self.archives_button = QPushButton("Archives...")
+        self.archives_button.clicked.connect(self.edit_archives)
+        self.archives_button.setVisible(self.archives_editor is not None)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Archive"))
+        row.addWidget(self.archive_combo, 1)
+        row.addWidget(self.archives_button)
+        self.archive_combo.setEnabled(hasattr(self.archive, "names"))
+        return row
+
+    def fill_archive_combo(self) -> None:
+        names = self.archive.names() if hasattr(self.archive, "names") else [getattr(self.archive, "name", "Local")]
+        combo = self.archive_combo
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(names)
+        combo.setCurrentText(getattr(self.archive, "current", names[0]))
+        combo.blockSignals(False)
+
+    def _on_archive_chosen(self, name: str) -> None:
+        if not name or not hasattr(self.archive, "select"):
+            return
+        self._stop_prefetch()
+        self.archive.select(name)
+        remote = self.is_remote()
+        self.import_button.setEnabled(not remote)
+        self.delete_button.setEnabled(not remote)
+        self._show_studies([])
+        self.refresh()
+
+    def is_remote(self) -> bool:
+        return bool(getattr(self.archive, "is_remote", False))
+
+    def edit_archives(self) -> None:
+        if self.archives_editor is not None and self.archives_editor(self):
+            self.fill_archive_combo()
+            self._on_archive_chosen(self.archive_combo.currentText())
+
     def _build_layout(self) -> None:
         self.import_button = QPushButton("Import...")
         add_import_menu(self.import_button, self.import_flow)
@@ -143,6 +198,7 @@ class StudyBrowser(QWidget):
         splitter.addWidget(self.series_list)
         col = QVBoxLayout(self)
         col.setContentsMargins(2, 2, 2, 2)
+        col.addLayout(self._build_archive_row())
         col.addWidget(self.form)
         col.addLayout(buttons)
         col.addWidget(splitter, 1)
@@ -151,6 +207,7 @@ class StudyBrowser(QWidget):
     def refresh(self) -> None:
         """Run the search in the background and fill the table."""
         query = self.form.query()
+        emit(self.status, f"searching {getattr(self.archive, 'name', 'the archive')}...")
         self.runner.submit("search", lambda progress, cancel: self.archive.find_studies(query),
                            on_done=self._show_studies, on_failed=self._failed)
 
@@ -201,8 +258,8 @@ class StudyBrowser(QWidget):
             self._request_thumbnail(s.series_instance_uid)
 
     def _request_thumbnail(self, uid: str) -> None:
-        if uid in self.thumbnails or uid in self._thumb_pending:
-            return
+        if uid in self.thumbnails or uid in self._thumb_pending or self.is_remote():
+            return  # a remote series' thumbnail would cost the whole series' download
         self._thumb_pending.add(uid)
         self.runner.submit(f"thumbnail {uid}", thumbnail_loader(self.archive, uid, THUMB),
                            on_done=lambda img, u=uid: self._set_thumbnail(u, img),
@@ -225,6 +282,29 @@ class StudyBrowser(QWidget):
             # double-click may also emit itemActivated: open once
             self._last_open = (ref.series_instance_uid, round(now, 0))
             emit(self.open_series, ref)
+            if self.is_remote():
+                self._prefetch_others(ref)
+
+    # -- background retrieval of the open study's other series ----------------------------------------------
+    def _prefetch_others(self, opened: SeriesRef) -> None:
+        from workstation.archive.prefetch import Prefetcher
+
+        client = self.archive.client(self.archive.owner(opened.series_instance_uid))
+        if self.prefetcher is None or self.prefetcher.client is not client:
+            self._stop_prefetch()
+            self.prefetcher = Prefetcher(client, on_progress=lambda p: emit(self.prefetch_progress, p))
+        others = [s for s in self.series if s.series_instance_uid != opened.series_instance_uid
+                  and s.study_instance_uid == opened.study_instance_uid]
+        self.prefetcher.request_all(others)
+
+    def _show_prefetch(self, p) -> None:
+        emit(self.status, f"background: series {p.series_uid[-12:]} {p.state}, {p.done}/{p.total or '?'} "
+                          f"instances, {p.megabytes:.1f} MB, {p.mb_per_s:.1f} MB/s")
+
+    def _stop_prefetch(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close(wait=False)
+            self.prefetcher = None
 
     # -- delete -------------------------------------------------------------------------------------------
     def confirm(self, title: str, text: str) -> bool:
