@@ -23,6 +23,7 @@ from pathlib import Path
 from workstation import cli_archives
 from workstation.ai import cli as ai_cli
 from workstation.config import ConfigError, Settings, load_settings
+from workstation.labels import cli as labels_cli
 
 VIEWS = ("axial", "coronal", "sagittal", "3d")
 
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study_uid", metavar="STUDY_UID")
     cli_archives.add_parsers(sub)
     ai_cli.add_parsers(sub)  # plugins list, ai run (issue 4)
+    labels_cli.add_parsers(sub)  # import-lidc, sync status/run/add (issue 5)
     return parser
 
 
@@ -326,7 +328,9 @@ COMMANDS = {
     "fetch": cli_archives.cmd_fetch,
     "store": cli_archives.cmd_store,
 }
+COMMANDS.update(cli_archives.commands())  # + cache, priors
 COMMANDS.update(ai_cli.commands(fetch_paths=lambda settings, uid: _archive(settings).fetch_series(uid)))
+COMMANDS.update(labels_cli.commands(_archive, lambda settings, uid: _archive(settings).fetch_series(uid)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

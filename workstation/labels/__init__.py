@@ -1,0 +1,1 @@
+"""Labelling: label schemas (segments, codes, tools, required attributes) and the labelling commands."""

@@ -1,0 +1,70 @@
+"""The labelling subcommands: ``import-lidc XML [--series PATH_OR_UID] --out DIR`` and ``sync ...``.
+
+:mod:`workstation.cli` registers them through :func:`add_parsers` and :func:`commands`, passing in how to
+open a named archive and fetch an archived series' files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from workstation.sync import cli as sync_cli
+
+FetchPaths = Callable[[object, str], list]  # (settings, series UID) -> files of that archived series
+OpenArchive = Callable[[object, str], object]  # (settings, archive name) -> ArchiveClient
+
+
+class LabelsCommandError(Exception):
+    """One line for the user (``workstation.cli`` prints ``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.path = ""
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import-lidc", help="turn LIDC-IDRI XML reads into one DICOM SEG per reader")
+    p.add_argument("xml", type=Path, metavar="XML")
+    p.add_argument("--series", metavar="PATH_OR_UID",
+                   help="the CT series (folder or archived series UID; default: the XML's series in the local archive)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the SEG files")
+    p.add_argument("--json", action="store_true", help="print the agreement as JSON")
+    sync_cli.add_parsers(sub)
+
+
+def commands(open_archive: OpenArchive, fetch_paths: FetchPaths) -> dict[str, Callable]:
+    return {"import-lidc": lambda settings, args: cmd_import_lidc(settings, args, fetch_paths),
+            "sync": lambda settings, args: sync_cli.cmd_sync(settings, args, open_archive)}
+
+
+def cmd_import_lidc(settings, args: argparse.Namespace, fetch_paths: FetchPaths) -> int:
+    from workstation.labels.lidc_import import import_lidc
+
+    try:
+        result = import_lidc(args.xml, args.out, series=args.series,
+                             fetch_paths=lambda uid: fetch_paths(settings, uid))
+    except ValueError as exc:  # LidcError, SegError: a bad input, one line
+        raise LabelsCommandError(str(exc)) from None
+    for w in result.warnings:
+        print(f"warning: {w}")
+    for annotator, path in result.files.items():
+        print(f"{annotator}: {path}")
+    a = result.agreement
+    if a is None:
+        print("no nodule was contoured by every reader: no agreement table")
+        return 0
+    if args.json:
+        print(json.dumps({"annotators": a.annotators, "segments": a.segments, "volumes_mm3": a.volumes_mm3,
+                          "dice": a.dice}, indent=2))
+        return 0
+    print(f"\nagreement on the largest nodule contoured by all {len(a.annotators)} readers:")
+    width = max(len(n) for n in a.annotators)
+    print(" " * width + "  " + "  ".join(f"{'R' + str(i + 1):>6}" for i in range(len(a.annotators))) + "  volume mm^3")
+    for i, name in enumerate(a.annotators):
+        cells = "  ".join(f"{v:6.3f}" for v in a.dice[i])
+        print(f"{name:<{width}}  {cells}  {a.volumes_mm3[i]:11.1f}")
+    return 0
