@@ -63,13 +63,19 @@ def is_software_gl(render_window: vtk.vtkRenderWindow) -> bool:
     return any(s in name for s in _SOFTWARE_GL)
 
 
-def capture(render_window: vtk.vtkRenderWindow) -> np.ndarray:
-    """Render and grab the window as an (H, W, 3) uint8 array, top row first (like a PNG)."""
-    render_window.Render()
+def capture(render_window: vtk.vtkRenderWindow, render: bool = True) -> np.ndarray:
+    """Grab the window as an (H, W, 3) uint8 array, top row first (like a PNG).
+
+    With ``render`` the window renders first; without, the pixels of its last render are read as they are
+    (a widget painting its own frame must not trigger another render from inside its paint event).
+    """
+    if render:
+        render_window.Render()
     grab = vtk.vtkWindowToImageFilter()
     grab.SetInput(render_window)
     grab.SetInputBufferTypeToRGB()
     grab.ReadFrontBufferOff()
+    grab.SetShouldRerender(int(render))
     grab.Update()
     img = grab.GetOutput()
     w, h, _ = img.GetDimensions()

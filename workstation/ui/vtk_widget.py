@@ -16,13 +16,13 @@ marks the view dirty and one render happens on the next event-loop turn; ``rende
 from __future__ import annotations
 
 import numpy as np
-from workstation.render import _vtk as vtk
 from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QGuiApplication, QImage, QPainter
 from PySide6.QtWidgets import QSizePolicy, QWidget
-from vtkmodules.util import numpy_support
 
-from workstation.render.offscreen import make_render_window
+from workstation.render import _vtk as vtk
+
+from workstation.render.offscreen import capture, make_render_window
 
 _OFFSCREEN_PLATFORMS = ("offscreen", "minimal")
 
@@ -140,16 +140,7 @@ class _CanvasMixin:
 
 
 def _grab(render_window: vtk.vtkRenderWindow) -> np.ndarray:
-    grab = vtk.vtkWindowToImageFilter()
-    grab.SetInput(render_window)
-    grab.SetInputBufferTypeToRGB()
-    grab.ReadFrontBufferOff()
-    grab.ShouldRerenderOff()
-    grab.Update()
-    img = grab.GetOutput()
-    w, h, _ = img.GetDimensions()
-    arr = numpy_support.vtk_to_numpy(img.GetPointData().GetScalars()).reshape(h, w, -1)[:, :, :3]
-    return np.ascontiguousarray(arr[::-1])
+    return capture(render_window, render=False)
 
 
 class OffscreenVtkWidget(_CanvasMixin, QWidget):
