@@ -53,6 +53,8 @@ def _encode(value: object) -> object:
 def _decode(value: object) -> object:
     """Inverse of :func:`_encode` for everything but enums and nested dataclasses (lists -> tuples)."""
     if isinstance(value, list):
+        if not any(isinstance(v, (list, dict)) for v in value):
+            return tuple(value)  # the common case (paths, positions, sizes): no per-item call
         return tuple(_decode(v) for v in value)
     if isinstance(value, dict):
         if "__ndarray__" not in value:
@@ -74,7 +76,10 @@ def _slice_from_json(d: dict) -> SliceSource:
     # hot on a cache hit (one call per slice): plain scalars skip the generic decoder
     if not isinstance(d, dict) or d.keys() != _SLICE_FIELDS:
         raise ValueError("slice entry does not match SliceSource")
-    return SliceSource(**{k: _decode(v) if isinstance(v, (list, dict)) else v for k, v in d.items()})
+    position = d["position"]
+    return SliceSource(path=d["path"], sop_instance_uid=d["sop_instance_uid"], frame=d["frame"],
+                       position=tuple(position) if position is not None else None,
+                       raw_offset=d["raw_offset"], slope=d["slope"], intercept=d["intercept"])
 
 
 def plan_from_json(d: dict) -> SeriesPlan:
