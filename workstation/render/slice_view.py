@@ -117,6 +117,14 @@ class SliceView:
     def volume(self) -> Volume | None:
         return self._volume
 
+    def voxels_changed(self) -> None:
+        """The volume's voxel array was written in place (a series still streaming in): redraw from it.
+
+        The view shares the array with the Volume (no copy), so telling VTK the data is newer is enough.
+        """
+        if self._volume is not None:
+            self._image.Modified()
+
     def set_volume(self, volume: Volume) -> None:
         """Show ``volume``: centred, fitted, with its own window and MONOCHROME1 inverted."""
         self._image = volume_to_local_vtk(volume)

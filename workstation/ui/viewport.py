@@ -134,9 +134,7 @@ class SliceViewport(QWidget):
         self.set_volume(volume)
 
     def _refresh_partial(self) -> None:
-        image = getattr(self.view, "_image", None)  # the vtkImageData wrapping the array being filled
-        if image is not None:
-            image.Modified()
+        self.view.voxels_changed()
         self.canvas.request_render()
 
     def _on_progress(self, p: Progress) -> None:
