@@ -17,12 +17,60 @@ import numpy as np
 from workstation.model.labelmap import Code, LabelMap, Segment
 from workstation.model.volume import Volume
 
-__all__ = ["LidcError", "LidcNodule", "LidcRead", "LidcRoi", "parse_lidc_xml", "rasterise_read"]
+__all__ = ["CHARACTERISTIC_CODES", "LIDC_SCHEME", "LidcError", "LidcNodule", "LidcRead", "LidcRoi",
+           "characteristic_code", "parse_lidc_xml", "rasterise_read"]
 
 CHARACTERISTICS = ("subtlety", "internalStructure", "calcification", "sphericity", "margin", "lobulation",
                    "spiculation", "texture", "malignancy")
 NODULE_CATEGORY = Code("49755003", "SCT", "Morphologically Altered Structure")
 NODULE_TYPE = Code("27925004", "SCT", "Nodule")
+
+# -- the characteristics as coded concepts -----------------------------------------------------------------
+# No standard code set carries the LIDC rating scales, so they are local codes of one private scheme
+# (declared in an SR's CodingSchemeIdentificationSequence).  Meanings are those of the LIDC-IDRI
+# documentation (as in pylidc).  Code values stay within SH (16 characters).
+LIDC_SCHEME = "99LIDC"
+_SCALES: dict[str, tuple[str, str, tuple[str, ...]]] = {  # name -> (concept code, concept meaning, ratings 1..n)
+    "subtlety": ("SUBTLETY", "LIDC subtlety", ("Extremely Subtle", "Moderately Subtle", "Fairly Subtle",
+                                               "Moderately Obvious", "Obvious")),
+    "internalStructure": ("INTSTRUCT", "LIDC internal structure", ("Soft Tissue", "Fluid", "Fat", "Air")),
+    "calcification": ("CALCIF", "LIDC calcification", ("Popcorn", "Laminated", "Solid", "Non-central", "Central",
+                                                        "Absent")),
+    "sphericity": ("SPHERICITY", "LIDC sphericity", ("Linear", "Ovoid/Linear", "Ovoid", "Ovoid/Round", "Round")),
+    "margin": ("MARGIN", "LIDC margin", ("Poorly Defined", "Near Poorly Defined", "Medium Margin", "Near Sharp",
+                                         "Sharp")),
+    "lobulation": ("LOBULATION", "LIDC lobulation", ("No Lobulation", "Nearly No Lobulation", "Medium Lobulation",
+                                                     "Near Marked Lobulation", "Marked Lobulation")),
+    "spiculation": ("SPICULATION", "LIDC spiculation", ("No Spiculation", "Nearly No Spiculation",
+                                                        "Medium Spiculation", "Near Marked Spiculation",
+                                                        "Marked Spiculation")),
+    "texture": ("TEXTURE", "LIDC texture", ("Non-Solid/GGO", "Non-Solid/Mixed", "Part Solid/Mixed", "Solid/Mixed",
+                                            "Solid")),
+    "malignancy": ("MALIGNANCY", "LIDC malignancy", ("Highly Unlikely", "Moderately Unlikely", "Indeterminate",
+                                                     "Moderately Suspicious", "Highly Suspicious")),
+}
+CHARACTERISTIC_CODES: dict[str, Code] = {name: Code(c, LIDC_SCHEME, m) for name, (c, m, _) in _SCALES.items()}
+NODULE_ID_CODE = Code("NODULEID", LIDC_SCHEME, "LIDC nodule identifier")
+
+
+def characteristic_code(name: str, rating: int) -> Code:
+    """The coded value of one rating (``malignancy`` 3 -> 99LIDC MALIGNANCY-3 "3 Indeterminate")."""
+    if name not in _SCALES:
+        raise LidcError(f"unknown LIDC characteristic {name!r}")
+    concept, _, ratings = _SCALES[name]
+    if not 1 <= rating <= len(ratings):
+        raise LidcError(f"LIDC {name} rating {rating} is outside 1..{len(ratings)}")
+    return Code(f"{concept}-{rating}", LIDC_SCHEME, f"{rating} {ratings[rating - 1]}")
+
+
+def characteristic_rating(name: str, value: str) -> int:
+    """The inverse of :func:`characteristic_code`: the rating in a code value such as ``MALIGNANCY-3``."""
+    concept = _SCALES[name][0]
+    if not value.startswith(concept + "-"):
+        raise LidcError(f"{value!r} is not a code of the LIDC {name} scale")
+    return int(value[len(concept) + 1:])
+
+
 _COLOURS = ((255, 140, 0), (0, 200, 255), (255, 60, 160), (120, 220, 60), (250, 230, 50), (160, 100, 255))
 
 

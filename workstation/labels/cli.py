@@ -1,4 +1,4 @@
-"""The labelling subcommands: ``import-lidc XML [--series PATH_OR_UID] --out DIR`` and ``sync ...``.
+"""The labelling subcommands: ``import-lidc XML [--series PATH_OR_UID] --out DIR [--enqueue ARCHIVE]`` and ``sync ...``.
 
 :mod:`workstation.cli` registers them through :func:`add_parsers` and :func:`commands`, passing in how to
 open a named archive and fetch an archived series' files.
@@ -27,11 +27,13 @@ class LabelsCommandError(Exception):
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import-lidc", help="turn LIDC-IDRI XML reads into one DICOM SEG per reader")
+    p = sub.add_parser("import-lidc", help="turn LIDC-IDRI XML reads into one DICOM SEG and SR per reader")
     p.add_argument("xml", type=Path, metavar="XML")
     p.add_argument("--series", metavar="PATH_OR_UID",
                    help="the CT series (folder or archived series UID; default: the XML's series in the local archive)")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the SEG files")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the SEG and SR files")
+    p.add_argument("--enqueue", metavar="ARCHIVE",
+                   help="also put the SEG and SR files in the sync outbox for that archive (`workstation sync run`)")
     p.add_argument("--json", action="store_true", help="print the agreement as JSON")
     sync_cli.add_parsers(sub)
 
@@ -52,7 +54,18 @@ def cmd_import_lidc(settings, args: argparse.Namespace, fetch_paths: FetchPaths)
     for w in result.warnings:
         print(f"warning: {w}")
     for annotator, path in result.files.items():
-        print(f"{annotator}: {path}")
+        sr = result.sr_files.get(annotator)
+        print(f"{annotator}: {path}" + (f"  {sr}" if sr else ""))
+    if args.enqueue:
+        from workstation.labels.lidc_import import enqueue_import
+        from workstation.sync.outbox import Outbox, OutboxError
+
+        try:
+            with Outbox(sync_cli.outbox_dir(settings)) as outbox:
+                items = enqueue_import(result, outbox, args.enqueue)
+        except (OSError, OutboxError) as exc:
+            raise LabelsCommandError(f"--enqueue {args.enqueue}: {exc}") from None
+        print(f"{len(items)} file(s) in the outbox for {args.enqueue} (send with `workstation sync run`)")
     a = result.agreement
     if a is None:
         print("no nodule was contoured by every reader: no agreement table")
