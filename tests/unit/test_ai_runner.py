@@ -144,3 +144,29 @@ def test_cancel_stops_a_real_run():
     token.cancel()
     with pytest.raises(Cancelled):
         run_plugin(discover().get("brainchop-tissue"), vol, RunOptions(threads=2), cancel=token)
+
+
+def test_region_findings_match_simpleitk_label_statistics():
+    """Scores summed over each region's bounding box equal LabelStatisticsImageFilter's whole-image means."""
+    import SimpleITK as sitk
+
+    from workstation.ai.postprocess import region_findings
+
+    rng = np.random.default_rng(7)
+    labels = np.zeros((20, 24, 28), np.uint8)
+    labels[2:9, 3:12, 4:15] = 1  # two white-matter blobs: the larger one first
+    labels[12:15, 15:20, 18:22] = 1
+    labels[5:18, 14:22, 2:9] = 2
+    confidence = rng.integers(0, 256, labels.shape, dtype=np.uint8)
+    volume = Volume(np.zeros(labels.shape, np.int16), np.diag([0.5, 0.7, 1.2, 1.0]), VolumeInfo(modality="MR"))
+    manifest = replace(MANIFEST, output=replace(MANIFEST.output, min_volume_mm3=0.0, max_findings_per_label=5))
+    findings = region_findings(labels, confidence, volume, manifest)
+    assert [(f.label, round(f.volume_mm3 / 0.42)) for f in findings] == [
+        ("White matter", 7 * 9 * 11), ("White matter", 3 * 5 * 4), ("Grey matter", 13 * 8 * 7)]
+    for f in findings:
+        mask = sitk.GetImageFromArray((labels == f.segment_number).view(np.uint8))
+        regions = sitk.RelabelComponent(sitk.ConnectedComponent(mask), 1, True)
+        stats = sitk.LabelStatisticsImageFilter()
+        stats.Execute(sitk.GetImageFromArray(confidence), regions)
+        same = [r for r in stats.GetLabels() if r and stats.GetCount(r) * 0.42 == pytest.approx(f.volume_mm3)]
+        assert f.score == round(stats.GetMean(same[0]) / 255.0, 4)

@@ -42,27 +42,49 @@ def labels_from_scores(scores: np.ndarray, activation: Activation, threshold: fl
 
 
 def region_findings(labels: np.ndarray, confidence: np.ndarray, volume: Volume, manifest: Manifest) -> list[Finding]:
-    """One finding per connected region of each label (largest first, limited by the manifest)."""
+    """One finding per connected region of each label (largest first, limited by the manifest).
+
+    Regions come from SimpleITK (connected components, relabelled largest first, shape statistics);
+    a region's score is its mean confidence, summed exactly in integers over the region's bounding
+    box only (the same value a LabelStatisticsImageFilter gives, without its whole-image histograms).
+    """
     voxel_mm3 = float(abs(np.linalg.det(volume.affine[:3, :3])))
     min_voxels = max(1, math.ceil(manifest.output.min_volume_mm3 / voxel_mm3))
     provenance = Provenance(manifest.id, manifest.version, manifest.title)
-    conf_image = sitk.GetImageFromArray(confidence)
+    limit = manifest.output.max_findings_per_label
     findings: list[Finding] = []
+    if limit == 0:
+        return findings
     for spec in manifest.labels:
-        if manifest.output.max_findings_per_label == 0:
-            break
         mask = sitk.GetImageFromArray((labels == spec.value).view(np.uint8))
-        regions = sitk.RelabelComponent(sitk.ConnectedComponent(mask), min_voxels, True)
+        relabel = sitk.RelabelComponentImageFilter()
+        relabel.SetMinimumObjectSize(min_voxels)
+        relabel.SetSortByObjectSize(True)
+        regions = relabel.Execute(sitk.ConnectedComponent(mask))
+        del mask
+        if relabel.GetNumberOfObjects() == 0:
+            continue
         shape = sitk.LabelShapeStatisticsImageFilter()
         shape.Execute(regions)
-        stats = sitk.LabelStatisticsImageFilter()
-        stats.Execute(conf_image, regions)
-        for region in sorted(shape.GetLabels())[: manifest.output.max_findings_per_label]:
-            findings.append(_finding(shape, stats, region, spec.name, spec.value, voxel_mm3, volume, provenance))
+        for region in sorted(shape.GetLabels())[:limit]:
+            score = _mean_in_region(confidence, regions, region, shape.GetBoundingBox(region))
+            findings.append(_finding(shape, score, region, spec.name, spec.value, voxel_mm3, volume, provenance))
+        del regions
     return findings
 
 
-def _finding(shape, stats, region: int, name: str, value: int, voxel_mm3: float, volume: Volume,
+def _mean_in_region(values: np.ndarray, regions: sitk.Image, region: int, bbox: tuple[int, ...]) -> float:
+    """Mean of integer ``values`` where ``regions == region``, looking only inside the region's bounding box."""
+    i0, j0, k0, ni, nj, nk = bbox
+    box = (slice(k0, k0 + nk), slice(j0, j0 + nj), slice(i0, i0 + ni))
+    inside_image = sitk.RegionOfInterest(regions, [ni, nj, nk], [i0, j0, k0]) == region  # uint8 0/1
+    inside = sitk.GetArrayViewFromImage(inside_image).view(np.bool_)
+    count = int(np.count_nonzero(inside))
+    total = int(values[box][inside].sum(dtype=np.int64))
+    return total / count  # exact integer sum / count: correctly rounded, as ITK's double sum / count
+
+
+def _finding(shape, mean: float, region: int, name: str, value: int, voxel_mm3: float, volume: Volume,
              provenance: Provenance) -> Finding:
     # the images carry no geometry (index space): map indices through the volume's affine
     i0, j0, k0, ni, nj, nk = shape.GetBoundingBox(region)
@@ -70,7 +92,7 @@ def _finding(shape, stats, region: int, name: str, value: int, voxel_mm3: float,
     lps = volume.index_to_lps(corners)
     centroid = volume.index_to_lps(np.asarray(shape.GetCentroid(region)))
     return Finding(
-        kind=FindingKind.REGION, label=name, score=round(float(stats.GetMean(region)) / 255.0, 4),
+        kind=FindingKind.REGION, label=name, score=round(mean / 255.0, 4),
         centroid_mm=tuple(float(v) for v in centroid), bbox_min_mm=tuple(float(v) for v in lps.min(axis=0)),
         bbox_max_mm=tuple(float(v) for v in lps.max(axis=0)), provenance=provenance,
         volume_mm3=float(shape.GetNumberOfPixels(region)) * voxel_mm3, segment_number=value,
