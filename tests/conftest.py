@@ -1,4 +1,5 @@
-"""Fixtures shared by every suite: one real Orthanc per test session (integration and GUI tests)."""
+"""Fixtures shared by every suite: one real Orthanc per test session (integration and GUI tests), and a
+temporary workstation home for command-line tests."""
 
 from __future__ import annotations
 
@@ -54,3 +55,19 @@ def orthanc(tmp_path_factory) -> OrthancFixture:
         server.stop()
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh ``WORKSTATION_HOME`` (secrets in a file, never the developer's keyring)."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("WORKSTATION_HOME", str(h))
+    monkeypatch.setenv("WORKSTATION_NO_KEYRING", "1")
+    return h
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """Run ``workstation ARGV...`` in-process; returns (exit code, stdout, stderr)."""
+    from workstation.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -6,25 +6,13 @@ import json
 
 import pytest
 
+from tests.conftest import run_cli as run
 from tests.integration.conftest import WORKSTATION_AE
 from tests.integration.orthanc import dicom_files
 from tests.integration.test_archive_contract import fresh_copy
 from tests.shared_data import shared_case
-from workstation.cli import main
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    h = tmp_path / "home"
-    monkeypatch.setenv("WORKSTATION_HOME", str(h))
-    monkeypatch.setenv("WORKSTATION_NO_KEYRING", "1")
-    return h
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_over_dicomweb_and_dimse(orthanc, home, capsys, monkeypatch, tmp_path):

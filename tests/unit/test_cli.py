@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import run_cli as run
 from tests.shared_data import shared_case
 from workstation.archive.local import LocalArchive
 from workstation.archive.samples import install_samples
@@ -22,17 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LIDC_SERIES = "1.3.6.1.4.1.14519.5.2.1.6279.6001.179049373636438705059720603192"
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    h = tmp_path / "home"
-    monkeypatch.setenv("WORKSTATION_HOME", str(h))
-    return h
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # -- settings ------------------------------------------------------------------------------------------

@@ -8,24 +8,12 @@ import tomllib
 
 import pytest
 
+from tests.conftest import run_cli as run
 from workstation.archive.credentials import BasicAuth, BearerToken, SecretStore
 from workstation.archive.factory import endpoint_auth, open_archive
-from workstation.cli import main
 from workstation.config import ArchiveEndpoint, load_settings
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    h = tmp_path / "home"
-    monkeypatch.setenv("WORKSTATION_HOME", str(h))
-    monkeypatch.setenv("WORKSTATION_NO_KEYRING", "1")
-    return h
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_add_dicomweb_keeps_the_password_out_of_settings(home, capsys, monkeypatch):

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import vtk
 
 from workstation.model.labelmap import Algorithm, Code, LabelMap, Segment
 from workstation.model.volume import Window
-from workstation.render.offscreen import capture, make_render_window
-from workstation.render.slice_view import Orientation, SliceView
+from workstation.render.offscreen import capture
+from workstation.render.slice_view import Orientation
 
 from ._render_phantoms import blank, rotation_z
 
-SIZE = (256, 256)
 TISSUE = Code("85756007", "SCT", "Tissue")
 LESION = Code("52988006", "SCT", "Lesion")
-
-
-@pytest.fixture
-def view():
-    rw = make_render_window(SIZE)
-    ren = vtk.vtkRenderer()
-    rw.AddRenderer(ren)
-    sv = SliceView(ren)
-    yield sv, rw
-    rw.Finalize()
 
 
 def box_labelmap(volume, algorithm=Algorithm("test-model", "2.1")) -> LabelMap:

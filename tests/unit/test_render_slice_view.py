@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import vtk
 
 from workstation.model.measurement import ellipse_stats
 from workstation.model.volume import Volume, Window
-from workstation.render.offscreen import capture, make_render_window
-from workstation.render.slice_view import Orientation, SlabMode, SliceView
+from workstation.render.offscreen import capture
+from workstation.render.slice_view import Orientation, SlabMode
 
 from ._render_phantoms import blank, monochrome1, rotation_z, with_spheres
-
-SIZE = (256, 256)
-
-
-@pytest.fixture
-def view():
-    rw = make_render_window(SIZE)
-    ren = vtk.vtkRenderer()
-    rw.AddRenderer(ren)
-    sv = SliceView(ren)
-    yield sv, rw
-    rw.Finalize()
+from .conftest import RENDER_SIZE as SIZE
 
 
 def pixel(img: np.ndarray, xy) -> np.ndarray:
