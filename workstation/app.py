@@ -54,21 +54,17 @@ def build_app(settings: Settings, *, samples: bool, synchronous: bool | None = N
     app = _qt_app()
     from workstation.ai.registry import discover
     from workstation.archive.local import LocalArchive
-    from workstation.ui.main_window import MainWindow
-    from workstation.ui.tasks import TaskRunner
-
     from workstation.archive.switch import ArchiveSwitch
     from workstation.ui.archives_dialog import archives_editor, remote_factories
+    from workstation.ui.main_window import MainWindow
+    from workstation.ui.tasks import TaskRunner
 
     archive = LocalArchive(settings.archive_dir)
     switch = ArchiveSwitch(archive, remote_factories(settings))  # Local + the configured remote archives
     runner = TaskRunner(synchronous=synchronous)
     window = MainWindow(switch, runner, plugins=discover())
     runner.setParent(window)
-    window.browser.archives_editor = archives_editor(settings, switch, runner)
-    window.browser.archives_button.setVisible(True)
-    window.browser.fill_archive_combo()
-    window.browser.archive_combo.setEnabled(True)
+    window.browser.set_archives_editor(archives_editor(settings, switch, runner))
     if samples:
         def setup(handle) -> None:
             handle.done.connect(window.browser.refresh)

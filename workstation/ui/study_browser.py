@@ -180,6 +180,11 @@ class StudyBrowser(QWidget):
     def is_remote(self) -> bool:
         return bool(getattr(self.archive, "is_remote", False))
 
+    def set_archives_editor(self, editor) -> None:
+        """Offer the "Archives..." button, which runs ``editor(parent) -> bool`` (True: the list changed)."""
+        self.archives_editor = editor
+        self.archives_button.setVisible(editor is not None)
+
     def edit_archives(self) -> None:
         if self.archives_editor is not None and self.archives_editor(self):
             self.fill_archive_combo()
