@@ -10,7 +10,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-for name in ("bench_load", "bench_render", "bench_startup", "bench_archive"):
+for name in ("bench_load", "bench_render", "bench_startup", "bench_archive", "bench_annotate", "bench_ai",
+             "bench_labels"):
     path = HERE / f"{name}.py"
     if path.exists():
         print(f"\n# {name}")

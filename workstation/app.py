@@ -62,9 +62,24 @@ def build_app(settings: Settings, *, samples: bool, synchronous: bool | None = N
     archive = LocalArchive(settings.archive_dir)
     switch = ArchiveSwitch(archive, remote_factories(settings))  # Local + the configured remote archives
     runner = TaskRunner(synchronous=synchronous)
-    window = MainWindow(switch, runner, plugins=discover())
+    from workstation.ai.registry import BUILTIN_PLUGINS
+
+    window = MainWindow(switch, runner, plugins=discover((BUILTIN_PLUGINS, *settings.plugin_dirs)))
+    window.ai.configure(user=settings.user_name, autorun=settings.ai_autorun)
     runner.setParent(window)
     window.browser.set_archives_editor(archives_editor(settings, switch, runner))
+    from workstation.sync.cli import outbox_dir
+    from workstation.sync.service import SyncService
+    from workstation.ui.sync_panel import install_sync_panel
+
+    window.sync = sync = SyncService(outbox_dir(settings), switch.client)  # one outbox, one worker thread
+    install_sync_panel(window, sync)
+    sync.start()
+    app.aboutToQuit.connect(sync.close)
+    window.destroyed.connect(lambda *_: sync.stop(2.0))
+    from workstation.ui.annotation_controller import AnnotationController
+
+    window.annotation = AnnotationController(window, settings.home, annotator=settings.user_name or None)
     if samples:
         def setup(handle) -> None:
             handle.done.connect(window.browser.refresh)

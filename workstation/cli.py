@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from workstation import cli_archives
+from workstation import ai_archive, cli_archives
 from workstation.ai import cli as ai_cli
 from workstation.config import ConfigError, Settings, load_settings
 from workstation.labels import cli as labels_cli
@@ -329,7 +329,9 @@ COMMANDS = {
     "store": cli_archives.cmd_store,
 }
 COMMANDS.update(cli_archives.commands())  # + cache, priors
-COMMANDS.update(ai_cli.commands(fetch_paths=lambda settings, uid: _archive(settings).fetch_series(uid)))
+COMMANDS.update(ai_cli.commands(  # ai run --archive NAME: fetch from and store to it (workstation.ai_archive)
+    fetch_paths=lambda settings, uid, archive=None: _archive(settings, archive).fetch_series(uid),
+    open_store=lambda settings, name: ai_archive.results_store(settings, name, _archive)))
 COMMANDS.update(labels_cli.commands(_archive, lambda settings, uid: _archive(settings).fetch_series(uid)))
 
 

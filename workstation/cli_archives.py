@@ -1,7 +1,7 @@
 """Command line for remote archives: ``archives add|list|test|remove``, ``fetch`` and ``store``.
 
 Secrets are read from environment variables named on the command line (``--password-env VAR``,
-``--token-env VAR``), so they never appear in the shell history, the settings file or the logs; they are
+``--token-env VAR``, ``--client-secret-env VAR``), so they never appear in the shell history, the settings file or the logs; they are
 kept in the OS keyring when one is available, otherwise in ``<home>/secrets.json`` (mode 0600).
 """
 
@@ -42,10 +42,17 @@ def add_parsers(sub) -> None:
     a.add_argument("--user", help="user name for HTTP basic authentication")
     a.add_argument("--password-env", metavar="VAR", help="environment variable holding the password")
     a.add_argument("--token-env", metavar="VAR", help="environment variable holding a bearer token")
+    a.add_argument("--oauth-token-url", metavar="URL", help="OAuth2 token endpoint (client-credentials grant)")
+    a.add_argument("--client-id", metavar="ID", help="OAuth2 client id")
+    a.add_argument("--client-secret-env", metavar="VAR", help="environment variable holding the OAuth2 client secret")
+    a.add_argument("--scope", default="", metavar="SCOPE", help="OAuth2 scope to ask for (optional)")
     a.add_argument("--ca", type=Path, metavar="FILE", help="CA bundle (PEM) to verify the server's certificate")
     a.add_argument("--calling-ae", default="WORKSTATION", metavar="AET", help="our AE title (DIMSE)")
     a.add_argument("--retrieve", choices=("get", "move"), default="get", help="C-GET or C-MOVE (DIMSE)")
     a.add_argument("--move-port", type=int, default=0, metavar="PORT", help="our storage SCP port for C-MOVE")
+    a.add_argument("--tls", action="store_true", help="DIMSE over TLS (peer verified against --ca, else system CAs)")
+    a.add_argument("--tls-cert", type=Path, metavar="FILE", help="our client certificate (PEM) for DIMSE TLS")
+    a.add_argument("--tls-key", type=Path, metavar="FILE", help="its private key (PEM), unless in --tls-cert")
     a.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
     actions.add_parser("list", help="list the archives")
     t = actions.add_parser("test", help="check that an archive answers (C-ECHO or a QIDO-RS query)")
@@ -103,16 +110,26 @@ def _secret(var: str | None, what: str) -> str | None:
 
 
 def _endpoint_from_args(args: argparse.Namespace) -> ArchiveEndpoint:
+    oauth = bool(args.oauth_token_url or args.client_id or args.client_secret_env)
     if args.dimse is not None:
-        if args.user or args.password_env or args.token_env:
-            raise ArchiveCliError("--user, --password-env and --token-env apply to DICOMweb archives only")
+        if args.user or args.password_env or args.token_env or oauth:
+            raise ArchiveCliError("--user, --password-env, --token-env and the OAuth2 options apply to DICOMweb "
+                                  "archives only")
         if args.retrieve == "move" and not args.move_port:
             raise ArchiveCliError("--retrieve move needs --move-port (where this workstation listens for C-MOVE)")
         ae, host, port = args.dimse
         return ArchiveEndpoint(args.name, "dimse", host=host, port=port, called_ae=ae, calling_ae=args.calling_ae,
-                               retrieve=args.retrieve, move_port=args.move_port, timeout=args.timeout)
-    if args.token_env and (args.user or args.password_env):
-        raise ArchiveCliError("give either --user/--password-env or --token-env, not both")
+                               retrieve=args.retrieve, move_port=args.move_port, timeout=args.timeout,
+                               **_dimse_tls_fields(args))
+    if args.tls or args.tls_cert or args.tls_key:
+        raise ArchiveCliError("--tls, --tls-cert and --tls-key apply to DIMSE archives (DICOMweb: an https:// URL)")
+    if sum(map(bool, (args.token_env, args.user or args.password_env, oauth))) > 1:
+        raise ArchiveCliError("give one way to authenticate: --user/--password-env, --token-env, or "
+                              "--oauth-token-url/--client-id/--client-secret-env")
+    if oauth and not (args.oauth_token_url and args.client_id and args.client_secret_env):
+        raise ArchiveCliError("OAuth2 needs all three of --oauth-token-url, --client-id and --client-secret-env")
+    if oauth and not re.match(r"https?://", args.oauth_token_url):
+        raise ArchiveCliError(f"--oauth-token-url {args.oauth_token_url}: expected an http:// or https:// URL")
     if args.password_env and not args.user:
         raise ArchiveCliError("--password-env needs --user")
     if not re.match(r"https?://", args.dicomweb):
@@ -122,9 +139,29 @@ def _endpoint_from_args(args: argparse.Namespace) -> ArchiveEndpoint:
         if not args.ca.is_file():
             raise ArchiveCliError(f"--ca {args.ca}: no such file")
         ca = str(args.ca.resolve())
-    auth = "bearer" if args.token_env else "basic" if args.user else "none"
+    auth = "oauth2" if oauth else "bearer" if args.token_env else "basic" if args.user else "none"
     return ArchiveEndpoint(args.name, "dicomweb", url=args.dicomweb, auth=auth, user=args.user or "",
-                           ca_bundle=ca, timeout=args.timeout)
+                           token_url=args.oauth_token_url or "", client_id=args.client_id or "",
+                           scope=args.scope if oauth else "", ca_bundle=ca, timeout=args.timeout)
+
+
+def _dimse_tls_fields(args: argparse.Namespace) -> dict:
+    """The endpoint's TLS fields from --tls, --ca, --tls-cert and --tls-key (files checked, paths absolute)."""
+    if not args.tls:
+        if args.tls_cert or args.tls_key or args.ca:
+            raise ArchiveCliError("--ca, --tls-cert and --tls-key need --tls for a DIMSE archive")
+        return {}
+    if args.retrieve == "move":
+        raise ArchiveCliError("--tls works with --retrieve get only (C-MOVE over TLS is not supported)")
+    files = {}
+    for option, field, path in (("--ca", "ca_bundle", args.ca), ("--tls-cert", "tls_cert", args.tls_cert),
+                                ("--tls-key", "tls_key", args.tls_key)):
+        if path is not None and not path.is_file():
+            raise ArchiveCliError(f"{option} {path}: no such file")
+        files[field] = str(path.resolve()) if path is not None else ""
+    if files["tls_key"] and not files["tls_cert"]:
+        raise ArchiveCliError("--tls-key needs --tls-cert")
+    return {"tls": True, **files}
 
 
 def cmd_archives(settings: Settings, args: argparse.Namespace) -> int:
@@ -132,15 +169,18 @@ def cmd_archives(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _add(settings: Settings, args: argparse.Namespace) -> int:
-    from workstation.archive.factory import password_key, token_key
+    from workstation.archive.factory import client_secret_key, password_key, token_key
 
     endpoint = _endpoint_from_args(args)
-    password = _secret(args.password_env, "password") if endpoint.kind == "dicomweb" else None
-    token = _secret(args.token_env, "token") if endpoint.kind == "dicomweb" else None
+    web = endpoint.kind == "dicomweb"
+    password = _secret(args.password_env, "password") if web else None
+    token = _secret(args.token_env, "token") if web else None
+    client_secret = _secret(args.client_secret_env, "client-secret") if web else None
     others = [ep for ep in settings.archives if ep.name != endpoint.name]
     replaced = len(others) != len(settings.archives)
     secrets = secret_store(settings)
-    for key, value in ((password_key(endpoint.name), password), (token_key(endpoint.name), token)):
+    for key, value in ((password_key(endpoint.name), password), (token_key(endpoint.name), token),
+                       (client_secret_key(endpoint.name), client_secret)):
         if value is not None:
             secrets.set(key, value)
         else:
@@ -153,13 +193,15 @@ def _add(settings: Settings, args: argparse.Namespace) -> int:
 def _address(ep: ArchiveEndpoint) -> str:
     if ep.kind == "dicomweb":
         return ep.url
-    return f"{ep.called_ae}@{ep.host}:{ep.port}, C-{ep.retrieve.upper()} as {ep.calling_ae}"
+    tls = ", TLS" if ep.tls else ""
+    return f"{ep.called_ae}@{ep.host}:{ep.port}, C-{ep.retrieve.upper()} as {ep.calling_ae}{tls}"
 
 
 def _list(settings: Settings, args: argparse.Namespace) -> int:
     print(f"Local\tembedded\t{settings.archive_dir}")
     for ep in settings.archives:
-        auth = "" if ep.kind == "dimse" else f"\tauth {ep.auth}" + (f" ({ep.user})" if ep.user else "")
+        who = ep.user or (f"client {ep.client_id} at {ep.token_url}" if ep.auth == "oauth2" else "")
+        auth = "" if ep.kind == "dimse" else f"\tauth {ep.auth}" + (f" ({who})" if who else "")
         print(f"{ep.name}\t{ep.kind}\t{_address(ep)}{auth}")
     return 0
 
@@ -174,13 +216,14 @@ def _test(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _remove(settings: Settings, args: argparse.Namespace) -> int:
-    from workstation.archive.factory import password_key, token_key
+    from workstation.archive.factory import client_secret_key, password_key, token_key
 
     find_endpoint(settings, args.name)
     save_archives(settings.home, [ep for ep in settings.archives if ep.name != args.name])
     secrets = secret_store(settings)
     secrets.delete(password_key(args.name))
     secrets.delete(token_key(args.name))
+    secrets.delete(client_secret_key(args.name))
     print(f"removed archive {args.name!r}")
     return 0
 

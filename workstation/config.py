@@ -12,6 +12,9 @@ The TOML file is ``home/workstation.toml``::
     archive_dir = "/data/archive"        # optional
     cache_dir = "/data/cache"            # optional
     cache_max_mb = 20000                 # size limit of the retrieval cache; least recently used out
+    user_name = "Smith^Jane"             # who signs AI review decisions; default: the OS user
+    ai_autorun = ["brainchop-tissue"]    # plugins run by themselves when a series they take opens
+    plugin_dirs = ["/opt/site-plugins"]  # more plugin folders (<dir>/<id>/plugin.toml)
 
     [[archives]]
     name = "PACS"
@@ -23,13 +26,17 @@ The TOML file is ``home/workstation.toml``::
 
     retrieve = "move"                    # or "get" (the default)
     move_port = 11113                    # where the workstation's storage SCP listens for C-MOVE
+    # tls = true  (C-GET only): ca_bundle = "/etc/pki/site-ca.pem"; a client certificate if the PACS wants
+    # one: tls_cert = "/etc/pki/ws.pem", tls_key = "/etc/pki/ws.key"
 
     [[archives]]
     name = "Orthanc web"
     kind = "dicomweb"
     url = "https://pacs.example.org/dicom-web"
-    auth = "basic"                       # "none" (default), "basic" or "bearer"
+    auth = "basic"                       # "none" (default), "basic", "bearer" or "oauth2"
     user = "radiologist"                 # the password / token lives in the keyring or secrets file
+    # auth = "oauth2" instead: token_url = "https://idp/token", client_id = "..." (scope optional);
+    # the client secret lives in the keyring or secrets file
     ca_bundle = "/etc/pki/site-ca.pem"   # optional; else the system's trusted CAs
     timeout = 30                         # seconds
 
@@ -47,7 +54,8 @@ from pathlib import Path
 CONFIG_FILE_NAME = "workstation.toml"
 DEFAULT_CACHE_MAX_MB = 20000
 ARCHIVE_KINDS = ("dicomweb", "dimse")
-AUTH_KINDS = ("none", "basic", "bearer")
+AUTH_KINDS = ("none", "basic", "bearer")  # what the archives dialog edits
+ALL_AUTH_KINDS = (*AUTH_KINDS, "oauth2")  # oauth2: `workstation archives add ... --oauth-token-url` for now
 RETRIEVE_KINDS = ("get", "move")
 
 
@@ -68,10 +76,16 @@ class ArchiveEndpoint:
     calling_ae: str = "WORKSTATION"
     retrieve: str = "get"  # DIMSE: "get" | "move"
     move_port: int = 0  # DIMSE C-MOVE: the port of the workstation's own storage SCP
-    auth: str = "none"  # DICOMweb: "none" | "basic" | "bearer" (secrets are kept elsewhere)
+    auth: str = "none"  # DICOMweb: "none" | "basic" | "bearer" | "oauth2" (secrets are kept elsewhere)
     user: str = ""
+    token_url: str = ""  # DICOMweb auth "oauth2": the token endpoint (client-credentials grant)
+    client_id: str = ""  # ... and the client; its secret is kept with the other secrets
+    scope: str = ""  # ... and the scope to ask for (optional)
     ca_bundle: str = ""
     timeout: float = 30.0
+    tls: bool = False  # DIMSE: TLS on the association (verified against ca_bundle, else the system's CAs)
+    tls_cert: str = ""  # DIMSE TLS: the workstation's client certificate (PEM), for peers that require one
+    tls_key: str = ""  # ... and its private key (PEM; empty: in tls_cert)
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,9 @@ class Settings:
     archives: tuple[ArchiveEndpoint, ...] = field(default_factory=tuple)
     config_file: Path | None = None  # the TOML file that was read, if any
     cache_max_mb: int = DEFAULT_CACHE_MAX_MB  # retrieval cache size limit (megabytes)
+    user_name: str = ""  # who signs review decisions on AI findings; "" = the OS user
+    ai_autorun: tuple[str, ...] = ()  # plugin ids run automatically when a series they take is opened
+    plugin_dirs: tuple[Path, ...] = ()  # folders of site plugins (<dir>/<id>/plugin.toml), besides the built-in ones
 
     @property
     def instance_cache_dir(self) -> Path:
@@ -140,12 +157,18 @@ def _endpoint(raw: object, where: str) -> ArchiveEndpoint:
         raise ConfigError(f"{where}: archive {name!r} has a port or timeout that is not a number") from None
     auth = str(raw.get("auth", "none")).strip().lower()
     retrieve = str(raw.get("retrieve", "get")).strip().lower()
-    if auth not in AUTH_KINDS:
-        raise ConfigError(f"{where}: archive {name!r} has auth {auth!r}; expected one of {', '.join(AUTH_KINDS)}")
+    if auth not in ALL_AUTH_KINDS:
+        raise ConfigError(f"{where}: archive {name!r} has auth {auth!r}; expected one of {', '.join(ALL_AUTH_KINDS)}")
     if retrieve not in RETRIEVE_KINDS:
         raise ConfigError(f"{where}: archive {name!r} has retrieve {retrieve!r}; expected get or move")
+    if auth == "oauth2" and not (raw.get("token_url") and raw.get("client_id")):
+        raise ConfigError(f"{where}: archive {name!r} uses oauth2 and needs token_url and client_id")
     if kind == "dimse" and retrieve == "move" and not move_port:
         raise ConfigError(f"{where}: DIMSE archive {name!r} retrieves by C-MOVE and needs a move_port")
+    if not isinstance(raw.get("tls", False), bool):
+        raise ConfigError(f"{where}: archive {name!r} has tls = {raw.get('tls')!r}; expected true or false")
+    if kind == "dimse" and raw.get("tls") and retrieve == "move":
+        raise ConfigError(f"{where}: DIMSE archive {name!r}: TLS works with retrieve = \"get\" only")
     return ArchiveEndpoint(
         name=name,
         kind=kind,
@@ -158,8 +181,14 @@ def _endpoint(raw: object, where: str) -> ArchiveEndpoint:
         move_port=move_port,
         auth=auth,
         user=str(raw.get("user", "")),
+        token_url=str(raw.get("token_url", "")),
+        client_id=str(raw.get("client_id", "")),
+        scope=str(raw.get("scope", "")),
         ca_bundle=str(raw.get("ca_bundle", "")),
         timeout=timeout,
+        tls=bool(raw.get("tls", False)),
+        tls_cert=str(raw.get("tls_cert", "")),
+        tls_key=str(raw.get("tls_key", "")),
     )
 
 
@@ -187,7 +216,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"{config_file}: cache_max_mb must be a whole number of megabytes") from None
     if cache_max_mb < 1:
         raise ConfigError(f"{config_file}: cache_max_mb must be at least 1")
+    ai = _ai_settings(data, config_file)
     return Settings(
+        **ai,
         cache_max_mb=cache_max_mb,
         home=home,
         archive_dir=archive_dir,
@@ -195,6 +226,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         archives=archives,
         config_file=config_file if data else None,
     )
+
+
+def _ai_settings(data: dict, config_file: Path) -> dict:
+    """``user_name``, ``ai_autorun = ["plugin-id", ...]`` and ``plugin_dirs = ["/path", ...]`` from the file."""
+    user = data.get("user_name", "")
+    if not isinstance(user, str):
+        raise ConfigError(f"{config_file}: user_name must be a string")
+    lists = {}
+    for key in ("ai_autorun", "plugin_dirs"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ConfigError(f"{config_file}: {key} must be an array of non-empty strings")
+        lists[key] = value
+    return {"user_name": user.strip(), "ai_autorun": tuple(v.strip() for v in lists["ai_autorun"]),
+            "plugin_dirs": tuple(Path(v).expanduser() for v in lists["plugin_dirs"])}
 
 
 # -- writing ------------------------------------------------------------------------------------------------
@@ -228,6 +274,8 @@ def save_archives(home: Path, archives: tuple[ArchiveEndpoint, ...] | list[Archi
     data = _read_toml(path) if path.is_file() else {}
     lines = [f"{k} = {_toml_value(v)}" for k, v in data.items()
              if k != "archives" and not isinstance(v, (dict, list))]
+    lines += [f"{k} = [{', '.join(_toml_value(x) for x in v)}]" for k, v in data.items()  # ai_autorun, ...
+              if k != "archives" and isinstance(v, list) and not any(isinstance(x, (dict, list)) for x in v)]
     for ep in archives:
         lines += ["", "[[archives]]", *(f"{k} = {_toml_value(v)}" for k, v in _endpoint_table(ep).items())]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -240,3 +240,180 @@ def test_brainchop_run_from_the_menu(main_window, ch2_volume):
     assert [f.status for f in panel.findings] == [Status.ACCEPTED, Status.REJECTED]
     assert all(f.decision.by == getpass.getuser() for f in panel.findings)
     assert [panel.table.item(r, 4).text() for r in range(2)] == ["Accepted", "Rejected"]
+
+
+# -- detections, heatmaps, classification, edits, 3D, auto-run ----------------------------------------------
+LIDC_FILES = "ct-chest-lidc-0001"
+CT_GRID = dict(modalities=("CT",), size=(48, 48, 48), spacing=(8.0, 8.0, 8.0))
+
+
+def _lidc_sources():
+    from tests.shared_data import shared_case
+
+    return sorted((shared_case(LIDC_FILES) / "dicom").glob("*.dcm"))
+
+
+def _run(window, plugin):
+    window.ai.options = RunOptions(threads=1, search_path=())
+    handle = window.ai.run(plugin)  # synchronous in tests
+    assert handle is not None and handle.error is None, handle and handle.error
+    return window.ai.results[plugin.id]
+
+
+def test_detections_boxes_panel_jump_decisions_edit_delete_and_sr(main_window, tmp_path):
+    from tests.synthetic_plugins import write_plugin
+    from workstation.dicom.sr import findings_to_sr, sr_to_findings
+
+    det = write_plugin(tmp_path, "test-detector", "detections", **CT_GRID)
+    vp = open_first_series(main_window)
+    shown = _run(main_window, det)
+    panel = main_window.ai.panel
+    rows = [(panel.table.item(r, 0).text(), panel.table.item(r, 1).text()) for r in range(panel.table.rowCount())]
+    assert rows == [("Lesion", "0.90"), ("Lesion", "0.60"), ("Mass", "0.70")]  # NMS and threshold applied
+    assert panel.table.item(0, 2).text().endswith(" mm") and panel.table.item(0, 3).text().isdigit()
+    assert "Test detections 0.3.1 (AI)" in panel.table.item(0, 5).text() and "AI-generated" in panel.header.text()
+    assert shown.toggle.isChecked() and shown.labelmap is None
+
+    vp.view.set_position_mm(vp.volume.center_lps() + np.array([40.0, 40.0, 60.0]))
+    vp.view.pan(30, 30)
+    click_row(panel, 0)
+    box = panel.findings[0]
+    assert_centred_on(vp, box.centroid_mm)
+    layer = main_window.ai.detections_layer(vp.view)
+    on = capture(vp)
+    assert box in layer.shown and layer.badge_text == "AI-generated: Test detections 0.3.1"
+    yellow = (on[..., 0] > 200) & (on[..., 1] > 160) & (on[..., 1] < 230) & (on[..., 2] < 60)  # (255, 200, 0)
+    assert yellow.sum() > 100  # the box outline (and its label) in the label's colour
+
+    panel.select(0)
+    panel.accept_button.click()
+    panel.select(1)
+    panel.reject_button.click()
+    assert [f.status for f in panel.findings[:2]] == [Status.ACCEPTED, Status.REJECTED]
+    capture(vp)
+    assert layer.items[1].colour == (0.55, 0.55, 0.55)  # a rejected box is drawn grey
+
+    panel.select(2)
+    dialog = panel.edit_selected()
+    dialog.label.setCurrentText("Nodule")
+    lo = np.array(panel.findings[2].bbox_min_mm)
+    dialog.corners[0].setValue(lo[0] + 5.0)
+    dialog.buttons.button(dialog.buttons.StandardButton.Ok).click()
+    edited = panel.findings[2]
+    assert edited.status is Status.EDITED and edited.label == "Nodule" and edited.decision.by == getpass.getuser()
+    assert edited.bbox_min_mm[0] == pytest.approx(round(lo[0] + 5.0, 1)) and edited.uid == shown.result.findings[2].uid
+    assert panel.table.item(2, 0).text() == "Nodule" and panel.table.item(2, 4).text() == "Edited"
+    assert any(d.finding is edited and d.text == "Nodule 0.70 [edited]" for d in layer.items)
+
+    panel.select(1)
+    panel.delete_button.click()
+    assert [f.label for f in panel.findings] == ["Lesion", "Nodule"] and panel.table.rowCount() == 2
+    assert len(panel.removed) == 1 and panel.removed[0].status is Status.REJECTED
+    capture(vp)
+    assert all(d.finding.uid != panel.removed[0].uid for d in layer.items)
+
+    shown.toggle.setChecked(False)
+    capture(vp)
+    assert layer.shown == [] and layer.badge_text == ""
+
+    report = main_window.ai.report_findings()
+    ds = findings_to_sr(report, [], _lidc_sources(), observer=getpass.getuser())
+    back = {f.uid: f for f in sr_to_findings(ds)[0]}
+    assert {f.status for f in back.values()} == {Status.ACCEPTED, Status.EDITED, Status.REJECTED}
+    again = back[edited.uid]
+    assert again.label == "Nodule" and again.decision.by == getpass.getuser() and again.kind.value == "box"
+    assert abs((again.decision.at - edited.decision.at).total_seconds()) < 1e-3
+    assert np.allclose(again.bbox_min_mm, edited.bbox_min_mm, atol=1e-3)
+
+
+def test_heatmap_overlay_and_classification_line(main_window, tmp_path):
+    from tests.synthetic_plugins import write_plugin
+
+    heat = write_plugin(tmp_path, "test-heatmap", "heatmap", modalities=("CT",), spacing=(6.0, 6.0, 6.0),
+                        labels=(("Bone", (255, 0, 0)),))
+    cls = write_plugin(tmp_path, "test-classifier", "classification", modalities=("CT",), spacing=(8.0, 8.0, 8.0),
+                       activation="softmax", labels=(("Abnormal", (255, 0, 0)), ("Normal", (0, 255, 0))))
+    vp = open_first_series(main_window)
+    shown = _run(main_window, heat)
+    (hm,) = shown.result.heatmaps
+    assert hm.is_on_grid_of(vp.volume)
+    layer = main_window.ai.heatmap_layer(vp.view)
+    assert layer.heatmap is hm and layer.visible
+    panel = main_window.ai.panel
+    panel.opacity.setValue(80)
+    assert layer.opacity == pytest.approx(0.8)
+    (peak,) = panel.findings
+    click_row(panel, 0)
+    assert_centred_on(vp, peak.centroid_mm)
+    on = capture(vp)
+    assert layer.badge_text == "AI-generated: test-heatmap 0.3.1 (Bone heatmap)"
+    shown.toggle.setChecked(False)
+    off = capture(vp)
+    assert not layer.visible and layer.badge_text == ""
+    changed = changed_pixels(off, on)
+    changed[:BADGE_ROWS] = False
+    assert changed.sum() > 200 and on[changed][:, 0].mean() > on[changed][:, 2].mean() + 50  # red-yellow, not blue
+
+    _run(main_window, cls)
+    line = panel.classification.text()
+    assert panel.classification.isVisible()
+    assert line == "Classification by Test classification 0.3.1 (AI-generated): Abnormal 0.88, Normal 0.12"
+    rows = [(panel.table.item(r, 0).text(), panel.table.item(r, 2).text()) for r in range(panel.table.rowCount())]
+    assert ("Abnormal", "whole series") in rows and ("Normal", "whole series") not in rows  # below threshold
+
+
+def test_region_edit_is_semiautomatic_in_the_seg_and_surfaces_show_in_3d(main_window):
+    from workstation.dicom.seg import labelmap_to_seg, read_source_headers
+    from workstation.model.labelmap import AlgorithmType
+    from workstation.ui.viewer_area import Layout
+
+    vp = open_first_series(main_window)
+    result = hand_made_result(vp.volume)
+    main_window.ai.show_result(PLUGIN, result, vp.volume)
+    main_window.set_layout(Layout.MPR)
+    pane = main_window.viewer.mpr.volume_pane
+    surfaces = pane.view.label_surfaces[PLUGIN.id]
+    assert surfaces.visible and surfaces.labels_shown == (1,) and surfaces.polydata().GetNumberOfPoints() > 100
+    before = pane.capture().astype(int)
+    red = (before[..., 0] > 120) & (before[..., 1] < 60) & (before[..., 2] < 60)
+    assert red.sum() > 20  # the red segment's surface in 3D
+    main_window.ai.set_visible(PLUGIN.id, False)
+    assert not surfaces.visible
+    main_window.ai.set_visible(PLUGIN.id, True)
+
+    panel = main_window.ai.panel
+    panel.edit(0, label="Tumour")
+    lm = main_window.ai.current_labelmap(PLUGIN.id)
+    seg = lm.segment(1)
+    assert seg.name == "Tumour" and seg.algorithm.type is AlgorithmType.SEMIAUTOMATIC
+    assert result.labelmap.segment(1).algorithm.type is AlgorithmType.AUTOMATIC  # the model's result is kept
+    assert pane.view.label_surfaces[PLUGIN.id].labelmap is lm
+    ds = labelmap_to_seg(lm, read_source_headers(_lidc_sources()))
+    assert ds.SegmentSequence[0].SegmentAlgorithmType == "SEMIAUTOMATIC"
+    assert ds.SegmentSequence[0].SegmentLabel == "Tumour"
+
+
+def test_autorun_on_a_matching_series_fills_the_findings(main_window_factory, settings, tmp_path):
+    from tests.synthetic_plugins import write_plugin
+
+    plugins = tmp_path / "site-plugins"
+    write_plugin(plugins, "test-detector", "detections", **CT_GRID)
+    write_plugin(plugins, "test-mr-detector", "detections", **{**CT_GRID, "modalities": ("MR",)})
+    write_plugin(plugins, "test-head-detector", "detections", **CT_GRID, body_part="HEAD")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    wanted = ["test-detector", "test-mr-detector", "test-head-detector"]
+    (settings.home / "workstation.toml").write_text(
+        f'user_name = "Dr Test"\nplugin_dirs = ["{plugins}"]\nai_autorun = {wanted}\n'.replace("'", '"'))
+    window = main_window_factory()
+    assert window.ai.autorun == tuple(wanted) and window.ai.panel.user == "Dr Test"
+    window.ai.options = RunOptions(threads=1, search_path=())
+    open_first_series(window)  # a chest CT: the CT detector runs by itself; the MR and the head ones do not
+    assert set(window.ai.results) == {"test-detector"}
+    panel = window.ai.panel
+    assert panel.table.rowCount() == 3 and window.ai.dock.isVisible()
+    first = window.ai.results["test-detector"].result
+    panel.select(0)
+    panel.accept_button.click()
+    assert panel.findings[0].decision.by == "Dr Test"
+    open_first_series(window)  # the same series again: no second run
+    assert window.ai.results["test-detector"].result is first

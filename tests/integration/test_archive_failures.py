@@ -12,6 +12,7 @@ from tests.integration import peers
 from tests.integration.conftest import WORKSTATION_AE
 from tests.integration.orthanc import dicom_files, free_port
 from tests.shared_data import shared_case
+from workstation.archive._order import middle_out
 from workstation.archive.client import (
     ArchiveTimeout,
     ArchiveUnavailable,
@@ -117,6 +118,23 @@ def test_dicomweb_timeout_mid_series_then_resume(orthanc, tmp_path):
     assert len(assert_cache_clean(cache)) == len(paths) == 133
 
 
+def test_dicomweb_slow_stream_gets_the_middle_slices_first(orthanc, tmp_path):
+    """A series stream that is slow (here: stalled after ~5 of 133 instances) does not hold back the middle
+    of the series: it is listed and the instances nearest the middle come one by one meanwhile."""
+    server = orthanc.server
+    study, series = _lidc_series(orthanc)
+    direct = DicomWebArchive("Orthanc", server.dicomweb_url, auth=BasicAuth(*server.auth))
+    middle = [s.sop_uid for s in middle_out(direct.instance_spots(study, series))[:3]]
+    cache = tmp_path / "cache"
+    with peers.StallingProxy(server.url, instances=3, series_bytes=5 * 530_000) as proxy:
+        slow = DicomWebArchive("Slow", f"http://127.0.0.1:{proxy.port}/dicom-web", auth=BasicAuth(*server.auth),
+                               cache_dir=cache, timeout=2, retries=0, list_after=0)
+        with pytest.raises(ArchiveTimeout, match="^Slow did not answer within 2 s while retrieving series "):
+            slow.fetch_series(series, study_instance_uid=study)
+    names = {p.stem for p in assert_cache_clean(cache)}
+    assert set(middle) <= names and 3 < len(names) <= 3 + 6
+
+
 def test_dicomweb_cancel_keeps_complete_instances(orthanc, tmp_path):
     server = orthanc.server
     _, series = _lidc_series(orthanc)
@@ -151,8 +169,10 @@ def test_dimse_archive_down(tmp_path):
     ids=["unknown-calling-ae", "unknown-called-ae"],
 )
 def test_dimse_association_rejected(orthanc, tmp_path, calling, called, message):
+    # a generous timeout: on a loaded machine the rejection can take seconds to arrive, and the message
+    # must still be the rejection's, not a timeout's
     archive = DimseArchive("Orthanc", "127.0.0.1", orthanc.server.dicom_port, called, calling, cache_dir=tmp_path,
-                           timeout=5)
+                           timeout=30)
     with pytest.raises(AssociationRejected, match=message):
         archive.echo()
     with pytest.raises(AssociationRejected, match=message):

@@ -109,6 +109,34 @@ def test_model_found_on_the_search_path(tmp_path):
     assert resolve_model(plugin, [tmp_path / "elsewhere", tmp_path / "models"]) == target
 
 
-def test_builtin_plugin_folder_holds_no_model_file():
-    # the model is found through the search path, never committed into plugins/
-    assert not any(p.suffix == ".onnx" for p in Path(BUILTIN_PLUGINS).rglob("*"))
+def test_only_plugins_with_a_redistributable_model_ship_it():
+    # brainchop's model is found through the search path, never committed; deepbet's (MIT) travel with
+    # their licence in plugins/brain-extraction
+    shipped = {p.parent.name for p in Path(BUILTIN_PLUGINS).rglob("*.onnx")}
+    assert shipped == {"brain-extraction"}
+    assert (Path(BUILTIN_PLUGINS) / "brain-extraction" / "LICENSE").is_file()
+
+
+@pytest.mark.parametrize(("changes", "named"), [
+    ({"extra_models": ["bbox.onnx"]}, "extra_models: only a plugin with a hooks module"),
+    ({"hooks": "my-hooks"}, "hooks: must name a Python module"),
+    ({"hooks": "hooks", "extra_models": ["../bbox.onnx"]}, "extra_models[0]: must be a file name relative"),
+    ({"hooks": "hooks", "extra_models": "bbox.onnx"}, "extra_models: expected an array"),
+])
+def test_hooks_and_extra_models_are_validated(changes, named):
+    raw = copy.deepcopy(_raw())
+    raw.update(changes)
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(raw, "p/plugin.toml")
+    assert named in str(info.value)
+
+
+def test_extra_model_found_like_the_main_one(tmp_path):
+    raw = copy.deepcopy(_raw())
+    raw.update(hooks="hooks", extra_models=["bbox.onnx"])
+    plugin = Plugin(parse_manifest(raw), tmp_path / "plugin", "folder")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "bbox.onnx").write_bytes(b"x")
+    assert resolve_model(plugin, [tmp_path / "models"], "bbox.onnx") == tmp_path / "models" / "bbox.onnx"
+    with pytest.raises(ModelNotFound, match="'model.onnx' not found"):
+        resolve_model(plugin, [tmp_path / "models"])

@@ -170,3 +170,15 @@ def test_region_findings_match_simpleitk_label_statistics():
         stats.Execute(sitk.GetImageFromArray(confidence), regions)
         same = [r for r in stats.GetLabels() if r and stats.GetCount(r) * 0.42 == pytest.approx(f.volume_mm3)]
         assert f.score == round(stats.GetMean(same[0]) / 255.0, 4)
+
+
+def test_memory_estimate_follows_the_output_kind():
+    from workstation.ai.manifest import OutputKind
+    from workstation.ai.runner import estimate_memory
+
+    vol = Volume(np.zeros((100, 200, 200), np.int16), np.eye(4), VolumeInfo(modality="MR"))
+    by_kind = {k: estimate_memory(replace(MANIFEST, output=replace(MANIFEST.output, kind=k)), vol) for k in OutputKind}
+    model_voxels = 256 ** 3
+    assert by_kind[OutputKind.DETECTIONS] == by_kind[OutputKind.CLASSIFICATION] == model_voxels * 12
+    # heatmaps keep a float map per label on the source grid; label maps only bytes
+    assert by_kind[OutputKind.HEATMAP] > by_kind[OutputKind.LABELMAP] > by_kind[OutputKind.DETECTIONS]

@@ -97,3 +97,32 @@ def test_replace_region_and_bad_mask():
         paint(labels, np.ones((2, 2), bool), 1)
     with pytest.raises(ValueError, match="positive"):
         UndoStack(0)
+
+
+def test_annotation_marks_attributes_and_replace_share_one_history():
+    from workstation.model.annotation import Annotation, Mark, MarkKind
+    from workstation.model.labelmap import Code, Segment
+
+    seg = Segment(1, "Nodule", (255, 0, 0), Code("1", "X", "a"), Code("2", "X", "b"))
+    doc = Annotation(np.zeros((4, 8, 8), np.uint8), np.eye(4), (seg,), study_uid="1", series_uid="2",
+                     annotator="a")
+    doc.apply(dab(doc.labels, (2, 4, 4), 1, 1))
+    mark = Mark(MarkKind.POINT, 1, (1, 1, 1), (1, 1, 1))
+    doc.add_mark(mark)
+    ai = np.zeros_like(doc.labels)
+    ai[0, 0, :3] = 1
+    doc.replace_labels(ai, "start from AI")
+    assert doc.revision == 3 and np.array_equal(doc.labels, ai) and doc.marks == [mark]
+    doc.undo()
+    assert doc.labels[2, 4, 4] == 1 and not doc.labels[0, 0].any()
+    doc.undo()
+    assert doc.marks == []
+    doc.redo()
+    assert doc.marks == [mark]
+    doc.set_attribute(1, "malignancy", 3)
+    doc.set_attribute(1, "malignancy", None)
+    assert doc.attributes == {1: {}} and doc.revision == 8  # every change counts, undo and redo too
+    with pytest.raises(ValueError, match="segment 9"):
+        doc.add_mark(Mark(MarkKind.POINT, 9, (0, 0, 0), (0, 0, 0)))
+    with pytest.raises(ValueError, match="annotator"):
+        Annotation(np.zeros((1, 1, 1), np.uint8), np.eye(4), (seg,), study_uid="1", series_uid="2", annotator="")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,131 @@ def test_hand_drawn_map_has_no_ai_badge(view):
     sv.set_volume(vol)
     layer = sv.set_labelmap(box_labelmap(vol, algorithm=None))
     assert layer.visible and layer.badge_text == ""
+
+
+# -- detections, heatmaps, 3D surfaces ---------------------------------------------------------------------
+def _box_finding(lo, hi, kind=None):
+    from workstation.model.finding import Finding, FindingKind, Provenance
+
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    return Finding(kind or FindingKind.BOX, "Nodule", 0.83, tuple((lo + hi) / 2), tuple(lo), tuple(hi),
+                   Provenance("test-detector", "0.3.1"))
+
+
+def test_box_section_on_standard_and_oblique_planes():
+    from workstation.render.detections_layer import box_section
+
+    lo, hi = np.array([0.0, 10.0, 20.0]), np.array([8.0, 14.0, 30.0])
+    square = box_section(lo, hi, (5.0, 0.0, 25.0), (0.0, 0.0, 1.0), 0.5)
+    assert square.shape == (4, 3) and np.allclose(square[:, 2], 25.0)
+    assert np.allclose(square[:, :2].min(axis=0), lo[:2]) and np.allclose(square[:, :2].max(axis=0), hi[:2])
+    assert box_section(lo, hi, (0.0, 0.0, 30.4), (0.0, 0.0, 1.0), 0.5) is not None  # within half a slice
+    assert box_section(lo, hi, (0.0, 0.0, 31.0), (0.0, 0.0, 1.0), 0.5) is None
+    n = np.array([1.0, 1.0, 1.0]) / np.sqrt(3)
+    poly = box_section(lo, hi, (lo + hi) / 2, n, 0.5)
+    assert len(poly) == 6  # a cube cut through its centre along a diagonal normal: a hexagon
+    assert np.allclose((poly - (lo + hi) / 2) @ n, 0.0)
+    assert np.all(poly >= lo - 1e-9) and np.all(poly <= hi + 1e-9)
+
+
+def test_detection_boxes_drawn_where_the_plane_cuts_them(view):
+    from workstation.render.detections_layer import DetectionsLayer, Drawn
+
+    sv, rw = view
+    vol = blank(rotation=rotation_z(20))
+    sv.set_volume(vol)
+    sv.set_window(Window(0, 400))
+    centre = vol.index_to_lps(np.array([30.0, 30.0, 20.0]))
+    f = _box_finding(centre - (12.0, 8.0, 6.0), centre + (12.0, 8.0, 6.0))
+    sv.set_position_mm(centre)
+    off = capture(rw).astype(int)
+    layer = DetectionsLayer(sv)
+    layer.set_items([Drawn(f, (0.0, 1.0, 0.0), "Nodule 0.83")], "AI-generated: test-detector 0.3.1")
+    on = capture(rw).astype(int)
+    assert layer.shown == [f] and layer.badge_text == "AI-generated: test-detector 0.3.1"
+    green = (on[..., 1] > 200) & (on[..., 0] < 80) & (on[..., 2] < 80)
+    # the rectangle's corners on screen: green pixels run along its edges and nowhere else (label aside)
+    xs, ys = zip(*(sv.lps_to_display(centre + (dx, dy, 0.0)) for dx in (-12, 12) for dy in (-8, 8)))
+    h = on.shape[0]
+    rows, cols = np.nonzero(green)
+    y_img = h - 1 - rows
+    assert len(rows) > 100
+    near_edge = ((np.abs(cols - min(xs)) <= 2) | (np.abs(cols - max(xs)) <= 2)) & (y_img >= min(ys) - 2) & (y_img <= max(ys) + 2)
+    near_edge |= ((np.abs(y_img - min(ys)) <= 2) | (np.abs(y_img - max(ys)) <= 2)) & (cols >= min(xs) - 2) & (cols <= max(xs) + 2)
+    below_text = y_img <= max(ys) + 2  # the "Nodule 0.83" label sits on top of the box
+    assert near_edge[below_text].mean() > 0.98 and (~below_text).sum() > 20
+    for x in (min(xs), max(xs)):
+        assert green[h - 1 - int(round((min(ys) + max(ys)) / 2)), int(round(x)) - 1:int(round(x)) + 2].any()
+    sv.set_position_mm(centre + (0.0, 0.0, 10.0))  # above the box
+    above = capture(rw).astype(int)
+    assert layer.shown == [] and layer.badge_text == ""
+    assert not np.any(np.abs(above - off) > 10)
+    sv.set_position_mm(centre)
+    layer.set_visible(False)
+    assert not np.any(np.abs(capture(rw).astype(int) - off) > 10)
+
+
+def test_heatmap_overlay_colours_only_hot_voxels(view):
+    from workstation.model.heatmap import Heatmap
+    from workstation.render.heatmap_layer import HeatmapLayer
+
+    sv, rw = view
+    vol = blank()
+    sv.set_volume(vol)
+    sv.set_window(Window(0, 400))
+    values = np.zeros(vol.shape, np.float32)
+    values[15:25, 20:40, 20:44] = 1.0
+    heat = Heatmap.on_grid_of(vol, values, "Nodule", (255, 0, 0), "test-heatmap", "0.3.1")
+    sv.set_position_mm(vol.index_to_lps(np.array([30.0, 30.0, 20.0])))
+    layer = HeatmapLayer(sv.renderer)
+    sv.add_layer(layer.slice)
+    off = capture(rw).astype(int)
+    layer.set_heatmap(heat)
+    layer.set_opacity(1.0)
+    on = capture(rw).astype(int)
+    assert layer.badge_text == "AI-generated: test-heatmap 0.3.1 (Nodule heatmap)"
+    mask = _expected_mask(sv, rw, SimpleNamespace(labels=(values > 0.5).astype(np.uint8)), 1)
+    changed = np.any(np.abs(on - off) > 10, axis=-1)
+    assert mask.sum() > 200 and changed[mask].mean() > 0.95
+    grown = mask.copy()
+    for _ in range(2):
+        for axis in (0, 1):
+            for d in (-1, 1):
+                grown |= np.roll(grown, d, axis)
+    assert not changed[~grown & (np.arange(changed.shape[0])[:, None] > 50)].any()
+    assert on[mask].mean(axis=0)[0] > 200  # white-hot at 1.0
+    layer.set_visible(False)
+    assert not np.any(np.abs(capture(rw).astype(int) - off) > 10) and layer.badge_text == ""
+
+
+def test_label_surfaces_in_3d_sit_on_the_labels_in_their_colours():
+    from workstation.render import _vtk as vtk
+    from workstation.render.offscreen import make_render_window
+    from workstation.render.volume_view import VolumeView
+
+    vol = blank(rotation=rotation_z(20))
+    lm = box_labelmap(vol)
+    rw = make_render_window((128, 128))
+    ren = vtk.vtkRenderer()
+    rw.AddRenderer(ren)
+    vv = VolumeView(ren)
+    vv.set_volume(vol)
+    surfaces = vv.set_label_surfaces("test-model", lm)
+    assert surfaces.labels_shown == (1, 2) and surfaces.visible
+    poly = surfaces.polydata()
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    pts = vtk_to_numpy(poly.GetPoints().GetData()) / np.asarray(vol.spacing)  # grid mm -> index
+    labels = vtk_to_numpy(poly.GetPointData().GetScalars())
+    red = pts[labels == 1]
+    assert np.allclose(red.min(axis=0), [9.5, 19.5, 9.5], atol=0.6) and np.allclose(red.max(axis=0), [29.5, 39.5, 29.5], atol=0.6)
+    assert set(np.unique(labels).tolist()) == {1, 2}
+    img = capture(rw).astype(int)
+    assert ((img[..., 0] > 120) & (img[..., 1] < 60)).sum() > 30  # the red segment
+    assert ((img[..., 1] > 120) & (img[..., 0] < 60)).sum() > 10  # the green one
+    vv.set_label_surfaces("test-model", lm, visible=False)
+    img = capture(rw).astype(int)
+    assert not ((img[..., 0] > 120) & (img[..., 1] < 60) & (img[..., 2] < 60)).any()
+    vv.set_label_surfaces("test-model", None)
+    assert vv.label_surfaces == {}
+    rw.Finalize()

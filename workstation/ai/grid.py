@@ -97,3 +97,61 @@ def normalise(data: np.ndarray, spec: IntensitySpec) -> np.ndarray:
     data /= np.float32(max(hi - lo, 1e-6))
     np.clip(data, 0.0, 1.0, out=data)
     return data
+
+
+def nonzero_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The smallest box ``[k, j, i]`` holding every non-zero label (None when there is none)."""
+    box = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(labels.any(axis=others))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return (box[0], box[1], box[2])
+
+
+def sub_volume(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
+    """The part of ``volume`` inside ``box`` (a view) with its affine moved so that positions stay the same."""
+    affine = volume.affine.copy()
+    affine[:3, 3] += affine[:3, :3] @ np.array([box[2].start, box[1].start, box[0].start], float)
+    return Volume(volume.voxels[box], affine, volume.info)
+
+
+def region_findings_in_box(find, labels: np.ndarray, confidence: np.ndarray, volume: Volume, manifest) -> list:
+    """``find(labels, confidence, volume, manifest)`` run on the box around the labels only: the same
+    regions (positions in LPS mm are unchanged), without scanning the empty rest of the source grid."""
+    box = nonzero_box(labels)
+    if box is None:
+        return []
+    return find(labels[box], confidence[box], sub_volume(volume, box), manifest)
+
+
+def to_source_grid(labels: np.ndarray, confidence: np.ndarray, model_affine: np.ndarray,
+                   volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (nearest) and confidence (linear, uint8) from the model grid onto the volume's grid.
+
+    Only the part of the source grid that can receive a label is resampled: the box around the labels on
+    the model grid, widened by a model voxel, mapped into the source grid.  Outside it the labels are 0
+    (as a full resampling gives) and the confidence is 255; confidence is read inside labelled regions only.
+    """
+    out_labels = np.zeros(volume.shape, np.uint8)
+    out_conf = np.full(volume.shape, 255, np.uint8)
+    box = nonzero_box(labels)
+    if box is None:
+        return out_labels, out_conf
+    (k0, k1), (j0, j1), (i0, i1) = ((s.start - 1, s.stop) for s in box)  # widened by one voxel
+    corners = np.array([[i, j, k, 1.0] for i in (i0, i1) for j in (j0, j1) for k in (k0, k1)])
+    ijk = volume.lps_to_index((corners @ model_affine.T)[:, :3])
+    shape_ijk = np.array(volume.shape[::-1])
+    lo = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, shape_ijk)
+    hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 2, 0, shape_ijk)
+    if np.any(hi <= lo):
+        return out_labels, out_conf
+    target = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+    sub = sub_volume(Volume(np.broadcast_to(np.uint8(0), volume.shape), volume.affine), target)
+    shape = sub.shape
+    out_labels[target] = resample(to_sitk(labels, model_affine), sub.affine, shape, labels=True)
+    out_conf[target] = resample(to_sitk(confidence, model_affine), sub.affine, shape, labels=False,
+                                pixel_type=sitk.sitkUInt8)
+    return out_labels, out_conf

@@ -22,6 +22,10 @@ class ModelLoadError(RuntimeError):
     """The model file is unreadable, corrupt, or does not take the input the manifest describes."""
 
 
+class ModelInputError(ModelLoadError):
+    """The tensor the plugin prepared does not have the shape the model's input requires."""
+
+
 def choose_providers(available: Sequence[str], allow_accelerators: bool = True) -> list[str]:
     """The providers to ask for, best first: accelerators the machine has (if allowed), then CPU."""
     wanted = PROVIDER_PREFERENCE if allow_accelerators else ("CPUExecutionProvider",)
@@ -45,8 +49,10 @@ class OnnxModel:
             raise ModelLoadError(f"{path}: not a usable ONNX model: {str(exc).splitlines()[0]}") from None
         self.providers = tuple(self.session.get_providers())
         self._ort = ort
+        self.path = Path(path)
         self.input_name, self.output_name = input_name, output_name
         self._check_names(path)
+        self._static = self.input_shape()
 
     def _check_names(self, path: Path) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -64,7 +70,17 @@ class OnnxModel:
         shape = next(i.shape for i in self.session.get_inputs() if i.name == self.input_name)
         return tuple(d if isinstance(d, int) else None for d in shape)
 
+    def check_input(self, shape: tuple[int, ...]) -> None:
+        """Raise :class:`ModelInputError` when ``shape`` contradicts a fixed dimension of the model's input."""
+        fixed = self._static
+        if len(shape) != len(fixed) or any(f is not None and f != n for f, n in zip(fixed[1:], shape[1:])):
+            dims = [d if d is not None else "any" for d in fixed]
+            raise ModelInputError(f"{self.path.name}: the model takes {self.input_name!r} of shape {dims}, but the "
+                                  f"plugin prepared {list(shape)}; input.size / input.patch in plugin.toml do not "
+                                  "match the model")
+
     def predict(self, x: np.ndarray, cancel: CancelToken | None = None) -> np.ndarray:
+        self.check_input(x.shape)
         run_options = self._ort.RunOptions()
         done = threading.Event()
 

@@ -17,6 +17,12 @@ An example (``plugins/brainchop-tissue/plugin.toml``)::
     [[labels]]
     value = 1
     ...
+
+A plugin whose pipeline is more than resample -> infer -> argmax names a hooks module and any further
+model files it uses (``plugins/brain-extraction``; see :mod:`workstation.ai.hooks`)::
+
+    hooks = "hooks"                      # hooks.py in the plugin folder, imported only when it runs
+    extra_models = ["bbox_model.onnx"]   # found like ``model``; every one is opened before the run
 """
 
 from __future__ import annotations
@@ -125,7 +131,8 @@ class Manifest:
     description: str = ""
     licence: str = ""
     intended_use: str = ""
-    hooks: str = ""  # optional module in the plugin folder, imported only when used
+    hooks: str = ""  # optional module ``<hooks>.py`` in the plugin folder, imported only when the plugin runs
+    extra_models: tuple[str, ...] = ()  # further model files a hooks module uses (found like ``model``)
 
     def label(self, value: int) -> LabelSpec:
         for spec in self.labels:
@@ -226,8 +233,13 @@ def _check_semantics(m: Manifest, source: str) -> None:
     for name in ("version", "title", "model"):
         if not getattr(m, name).strip():
             _fail(source, name, "must not be empty")
-    if Path(m.model).is_absolute() or ".." in Path(m.model).parts:
-        _fail(source, "model", f"must be a file name relative to the plugin folder, got {m.model!r}")
+    for key, name in [("model", m.model)] + [(f"extra_models[{n}]", x) for n, x in enumerate(m.extra_models)]:
+        if not name.strip() or Path(name).is_absolute() or ".." in Path(name).parts:
+            _fail(source, key, f"must be a file name relative to the plugin folder, got {name!r}")
+    if m.hooks and not m.hooks.isidentifier():
+        _fail(source, "hooks", f"must name a Python module in the plugin folder (e.g. \"hooks\"), got {m.hooks!r}")
+    if m.extra_models and not m.hooks:
+        _fail(source, "extra_models", "only a plugin with a hooks module can use extra models")
     _check_input(m.input, source)
     if not 0.0 <= m.output.threshold <= 1.0:
         _fail(source, "output.threshold", f"must be within 0..1, got {m.output.threshold}")

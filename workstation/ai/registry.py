@@ -65,9 +65,10 @@ def model_search_path(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
     return tuple(dirs)
 
 
-def resolve_model(plugin: Plugin, search_path: Sequence[Path] = ()) -> Path:
-    """The model file of ``plugin``; raises :class:`ModelNotFound` naming every place looked in."""
-    name = plugin.manifest.model
+def resolve_model(plugin: Plugin, search_path: Sequence[Path] = (), name: str | None = None) -> Path:
+    """The model file of ``plugin`` (or its file ``name``, e.g. one of its ``extra_models``); raises
+    :class:`ModelNotFound` naming every place looked in."""
+    name = plugin.manifest.model if name is None else name
     candidates = [plugin.folder / name]
     for d in search_path:
         candidates += [Path(d) / plugin.id / name, Path(d) / name]
@@ -80,7 +81,10 @@ def resolve_model(plugin: Plugin, search_path: Sequence[Path] = ()) -> Path:
 
 
 def discover(folders: Iterable[Path] | None = None, *, entry_points: bool = True) -> Registry:
-    """Every plugin in the given folders (default: the built-in ``plugins/``) and the entry-point group."""
+    """Every plugin in the given folders (default: the built-in ``plugins/``) and the entry-point group.
+
+    A plugin id found twice is reported as a problem; the first one found (built-in first) is kept.
+    """
     plugins: dict[str, Plugin] = {}
     problems: list[tuple[str, str]] = []
     for folder in (BUILTIN_PLUGINS,) if folders is None else folders:

@@ -1,9 +1,12 @@
 """Run a plugin on a Volume: pre-process, infer (onnxruntime), post-process, map back to the source grid.
 
-The result is on the SOURCE grid (a :class:`LabelMap` with the volume's shape and affine) and every
-segment and finding is stamped with the plugin's id and version.  Work is checked against a memory
-budget before anything large is allocated, reports progress, and can be cancelled at any stage
-(an onnxruntime run in progress is terminated).
+The result is on the SOURCE grid (a :class:`LabelMap` or :class:`Heatmap` with the volume's shape and affine,
+or findings in LPS mm) and every segment, map and finding is stamped with the plugin's id and version.
+The manifest's output kind picks the post-processing: ``labelmap`` (argmax / threshold, one finding per
+connected region), ``detections`` (boxes or points, thresholds and NMS), ``heatmap`` (a float map per label,
+resampled linearly, a finding at its peak) or ``classification`` (per-class scores for the whole series).
+Work is checked against a memory budget before anything large is allocated, reports progress, and can be
+cancelled at any stage (an onnxruntime run in progress is terminated).
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import SimpleITK as sitk
 from workstation.ai import grid
 from workstation.ai.inference import OnnxModel, sliding_window
 from workstation.ai.manifest import Blending, Manifest, OutputKind
-from workstation.ai.postprocess import labels_from_scores, region_findings
+from workstation.ai.postprocess import (class_scores, classification_findings, detection_findings,
+                                        heatmap_peak_finding, heatmap_probabilities, labels_from_scores,
+                                        region_findings)
 from workstation.ai.registry import Plugin, model_search_path, resolve_model
 from workstation.model.finding import Finding
+from workstation.model.heatmap import Heatmap
 from workstation.model.labelmap import Algorithm, AlgorithmType, Code, LabelMap, Segment
 from workstation.model.tasks import CancelToken, Progress, ProgressFn
 from workstation.model.volume import Volume
@@ -56,12 +62,16 @@ class RunOptions:
 
 @dataclass(frozen=True, eq=False)
 class AiResult:
-    labelmap: LabelMap
+    labelmap: LabelMap | None  # None for detections, heatmaps and classification
     findings: tuple[Finding, ...]
     plugin_id: str
     plugin_version: str
     providers: tuple[str, ...]
     timings_s: dict[str, float] = field(default_factory=dict)
+    kind: OutputKind = OutputKind.LABELMAP
+    heatmaps: tuple[Heatmap, ...] = ()
+    #: classification: (label, probability) per class, in manifest order
+    class_scores: tuple[tuple[str, float], ...] = ()
 
 
 def run_plugin(plugin: Plugin, volume: Volume, options: RunOptions = RunOptions(),
@@ -70,14 +80,20 @@ def run_plugin(plugin: Plugin, volume: Volume, options: RunOptions = RunOptions(
     m = plugin.manifest
     check_input(m, volume, options)
     search = model_search_path() if options.search_path is None else options.search_path
+    if m.hooks:  # the plugin brings its own pipeline (imported only now): workstation.ai.hooks
+        from workstation.ai.hooks import open_models, run_with_hooks
+
+        models = open_models(plugin, search, threads=options.threads, allow_accelerators=options.allow_accelerators)
+        return run_with_hooks(plugin, models, volume, progress, cancel)
     model = OnnxModel(resolve_model(plugin, search), m.input.tensor, m.output.tensor, threads=options.threads,
                       allow_accelerators=options.allow_accelerators)
     return run_model(model, m, volume, options, progress, cancel)
 
 
 def check_input(m: Manifest, volume: Volume, options: RunOptions) -> None:
-    if m.output.kind is not OutputKind.LABELMAP:
-        raise WrongInput(f"plugin {m.id!r}: output kind {m.output.kind.value!r} is not supported yet (labelmap only)")
+    if m.output.kind in (OutputKind.DETECTIONS, OutputKind.CLASSIFICATION) and m.input.patch is not None:
+        raise WrongInput(f"plugin {m.id!r}: {m.output.kind.value} models see the whole grid at once; "
+                         "remove input.patch from the manifest")
     if volume.voxels.ndim != 3:
         raise WrongInput(f"plugin {m.id!r} needs a greyscale volume; this series is colour")
     if options.check_modality and volume.info.modality not in m.input.modalities:
@@ -95,6 +111,10 @@ def estimate_memory(m: Manifest, volume: Volume) -> int:
     model_voxels = int(np.prod(shape))
     channels = max(2, len(m.labels) + 1)
     source_voxels = int(np.prod(volume.shape))
+    if m.output.kind in (OutputKind.DETECTIONS, OutputKind.CLASSIFICATION):
+        return model_voxels * 4 * 3  # input, the copy the model is handed, and its working memory
+    if m.output.kind is OutputKind.HEATMAP:
+        return model_voxels * 4 * (2 + 2 * channels) + source_voxels * 4 * (channels + 1)
     # input + scores + blending weights + labels/confidence on the model grid; labels, confidence,
     # a float copy for SimpleITK and component images on the source grid
     return model_voxels * 4 * (2 + channels) + source_voxels * (4 + 4 + 2)
@@ -114,6 +134,8 @@ def run_model(model: OnnxModel, m: Manifest, volume: Volume, options: RunOptions
     cancel.check()
     report(Progress(1, 4, "inference"))
     mark = time.perf_counter()
+    if m.output.kind in (OutputKind.DETECTIONS, OutputKind.CLASSIFICATION):
+        return _run_whole_grid(model, m, volume, data, model_affine, report, cancel, t, start)
     patch = None if m.input.patch is None else tuple(reversed(m.input.patch))
     scores = sliding_window(data, patch, m.input.overlap, lambda x: model.predict(x, cancel),
                             gaussian=m.input.blending is Blending.GAUSSIAN, cancel=cancel)
@@ -122,19 +144,69 @@ def run_model(model: OnnxModel, m: Manifest, volume: Volume, options: RunOptions
     cancel.check()
     report(Progress(2, 4, "post-processing"))
     mark = time.perf_counter()
+    if m.output.kind is OutputKind.HEATMAP:
+        return _heatmap_result(model, m, volume, scores, model_affine, report, cancel, t, start)
     labels, confidence = labels_from_scores(scores, m.output.activation, m.output.threshold)
     del scores
     t["postprocess"] = time.perf_counter() - mark
     cancel.check()
     report(Progress(3, 4, "mapping back to the source grid"))
     mark = time.perf_counter()
-    labels, confidence = _to_source(labels, confidence, model_affine, volume)
+    labels, confidence = grid.to_source_grid(labels, confidence, model_affine, volume)  # resamples the label box
     labelmap = LabelMap.on_grid_of(volume, labels, _segments(m))
-    findings = tuple(region_findings(labels, confidence, volume, m))
+    findings = tuple(grid.region_findings_in_box(region_findings, labels, confidence, volume, m))
     t["map_back"] = time.perf_counter() - mark
     t["total"] = time.perf_counter() - start
     report(Progress(4, 4, "done"))
     return AiResult(labelmap, findings, m.id, m.version, model.providers, t)
+
+
+def _run_whole_grid(model: OnnxModel, m: Manifest, volume: Volume, data: np.ndarray, model_affine: np.ndarray,
+                    report: ProgressFn, cancel: CancelToken, t: dict[str, float], start: float) -> AiResult:
+    """Detections and classification: one run on the whole model grid, then findings in LPS mm."""
+    mark = time.perf_counter()
+    raw = model.predict(np.ascontiguousarray(data[None, None]), cancel)
+    t["inference"] = time.perf_counter() - mark
+    cancel.check()
+    report(Progress(2, 4, "post-processing"))
+    mark = time.perf_counter()
+    scores: tuple[tuple[str, float], ...] = ()
+    if m.output.kind is OutputKind.DETECTIONS:
+        findings = tuple(detection_findings(raw, model_affine, volume, m))
+    else:
+        scores = tuple(class_scores(raw, m))
+        findings = tuple(classification_findings(list(scores), volume, m))
+    t["postprocess"] = time.perf_counter() - mark
+    t["map_back"] = 0.0  # corners are mapped with the findings
+    t["total"] = time.perf_counter() - start
+    report(Progress(4, 4, "done"))
+    return AiResult(None, findings, m.id, m.version, model.providers, t, m.output.kind, class_scores=scores)
+
+
+def _heatmap_result(model: OnnxModel, m: Manifest, volume: Volume, scores: np.ndarray, model_affine: np.ndarray,
+                    report: ProgressFn, cancel: CancelToken, t: dict[str, float], start: float) -> AiResult:
+    """Heatmaps: probabilities per label on the model grid, resampled (linear) onto the source grid."""
+    mark = time.perf_counter()
+    maps = heatmap_probabilities(scores, m)
+    del scores
+    t["postprocess"] = time.perf_counter() - mark
+    cancel.check()
+    report(Progress(3, 4, "mapping back to the source grid"))
+    mark = time.perf_counter()
+    heatmaps, findings = [], []
+    for spec, values in maps:
+        on_source = grid.resample(grid.to_sitk(values, model_affine), volume.affine, volume.shape, labels=False,
+                                  pixel_type=sitk.sitkFloat32)
+        np.clip(on_source, 0.0, 1.0, out=on_source)
+        heatmaps.append(Heatmap.on_grid_of(volume, on_source, spec.name, spec.colour, m.id, m.version))
+        peak = heatmap_peak_finding(on_source, spec, volume, m)
+        if peak is not None:
+            findings.append(peak)
+        cancel.check()
+    t["map_back"] = time.perf_counter() - mark
+    t["total"] = time.perf_counter() - start
+    report(Progress(4, 4, "done"))
+    return AiResult(None, tuple(findings), m.id, m.version, model.providers, t, m.output.kind, tuple(heatmaps))
 
 
 def _to_source(labels: np.ndarray, confidence: np.ndarray, model_affine: np.ndarray,

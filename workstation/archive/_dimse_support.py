@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 from pydicom.uid import (
@@ -64,6 +65,16 @@ _REJECT_DIAGNOSTICS = {
 
 PENDING = (0xFF00, 0xFF01)
 WARNINGS = (0x0001, 0xB000, 0xB006, 0xB007)
+
+
+def no_delay(event) -> None:
+    """EVT_CONN_OPEN handler: send each PDU at once (TCP_NODELAY).  pynetdicom leaves Nagle's algorithm on,
+    so every request written as two PDUs (command, then identifier) waited for the peer's delayed ACK,
+    ~40 ms per C-FIND or C-GET on Linux."""
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def status_text(code: int) -> str:

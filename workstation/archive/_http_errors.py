@@ -93,6 +93,9 @@ def status_error(name: str, auth_kind: str, response: requests.Response | None, 
             return AuthenticationFailed(f"wrong user name or password for {name}")
         if auth_kind == "bearer":
             return AuthenticationFailed(f"{name} refused the access token (expired or invalid)")
+        if auth_kind == "oauth2":
+            return AuthenticationFailed(f"{name} refused the OAuth2 access token, a freshly issued one too "
+                                        "(is the token server the one this archive trusts?)")
         return AuthenticationFailed(f"{name} requires authentication (a user name and password, or a token)")
     if status == 403:
         return AuthenticationFailed(f"{name} does not allow this account to do this ({what})")

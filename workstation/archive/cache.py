@@ -58,12 +58,26 @@ class SeriesCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         return self.folder / f".{safe_component(sop_uid)}.{secrets.token_hex(4)}{PART_SUFFIX}"
 
-    def write_bytes(self, sop_uid: str, chunks: Iterable[bytes]) -> tuple[Path, int]:
-        """Write an instance atomically from byte chunks; returns (final path, size)."""
-        tmp = self.temp_path(sop_uid)
+    def record_many(self, rows: Sequence[tuple[str, Path, int]]) -> None:
+        """Index instances written with ``record=False``: (SOP UID, path, size) each, in one transaction."""
+        if self.index is not None and rows:
+            self.index.record_many(self.study_uid, self.series_uid, rows)
+
+    def write_bytes(self, sop_uid: str, chunks: Iterable[bytes], record: bool = True) -> tuple[Path, int]:
+        """Write an instance atomically from byte chunks; returns (final path, size).
+
+        No fsync: this is a copy of what the archive holds, not worth a disk flush per instance (a crash
+        of the process still leaves only whole files).  ``record=False`` leaves indexing to
+        :meth:`record_many`."""
+        tmp = self.folder / f".{safe_component(sop_uid)}.{secrets.token_hex(4)}{PART_SUFFIX}"
         size = 0
         try:
-            with open(tmp, "wb") as fp:
+            try:
+                fp = open(tmp, "wb")  # noqa: SIM115 - closed by the with below
+            except FileNotFoundError:  # the first instance of the series: no folder yet
+                self.folder.mkdir(parents=True, exist_ok=True)
+                fp = open(tmp, "wb")  # noqa: SIM115
+            with fp:
                 for chunk in chunks:
                     fp.write(chunk)
                     size += len(chunk)
@@ -73,7 +87,8 @@ class SeriesCache:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        self._record(sop_uid, final, size)
+        if record:
+            self._record(sop_uid, final, size)
         return final, size
 
     def write_dataset(self, sop_uid: str, dataset) -> tuple[Path, int]:
@@ -159,28 +174,48 @@ class CacheIndex:
         db.execute("INSERT INTO series(series, study, accessed) VALUES (?,?,?) ON CONFLICT(series) "
                    "DO UPDATE SET accessed = excluded.accessed", (series, study, time.time()))
 
-    def mark_complete(self, study: str, series: str, sops: Sequence[str]) -> None:
-        """The series is whole in the cache, its instances in this order (a later open needs no network).
-
-        Instances written before the index existed are indexed here (size from the file)."""
+    def record_many(self, study: str, series: str, rows: Sequence[tuple[str, Path, int]]) -> None:
+        """Index several instances of one series in one transaction: (SOP UID, path, size) each."""
         db = self._conn()
-        cache = SeriesCache(self.root, study, series)
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("BEGIN IMMEDIATE")
+        data = [(sop, study, series, str(Path(path).relative_to(self.root)), int(size)) for sop, path, size in rows]
+        self._transaction(db, lambda: (
+            db.executemany("INSERT OR REPLACE INTO instances(sop, study, series, path, size) VALUES (?,?,?,?,?)",
+                           data),
+            db.execute("INSERT INTO series(series, study, accessed) VALUES (?,?,?) ON CONFLICT(series) "
+                       "DO UPDATE SET accessed = excluded.accessed", (series, study, time.time()))))
+
+    @staticmethod
+    def _transaction(db: sqlite3.Connection, body) -> None:
+        db.execute("BEGIN IMMEDIATE")
         try:
-            for pos, sop in enumerate(sops):
-                path = cache.path(sop)
-                size = path.stat().st_size if path.is_file() else 0
-                db.execute("INSERT INTO instances(sop, study, series, path, size, position) VALUES (?,?,?,?,?,?) "
-                           "ON CONFLICT(sop) DO UPDATE SET position = excluded.position",
-                           (sop, study, series, str(path.relative_to(self.root)), size, pos))
-            db.execute("INSERT INTO series(series, study, accessed, complete) VALUES (?,?,?,1) ON CONFLICT(series) "
-                       "DO UPDATE SET accessed = excluded.accessed, complete = 1", (series, study, time.time()))
+            body()
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
+
+    def mark_complete(self, study: str, series: str, sops: Sequence[str]) -> None:
+        """The series is whole in the cache, its instances in this order (a later open needs no network).
+
+        Instances not indexed yet (written before the index existed, or by a process that died before it
+        recorded them) are indexed here, their size read from the file."""
+        db = self._conn()
+        cache = SeriesCache(self.root, study, series)
+        known = {r[0] for r in db.execute("SELECT sop FROM instances WHERE series = ?", (series,))}
+        rows = []
+        for pos, sop in enumerate(sops):
+            path = cache.path(sop)
+            size = 0 if sop in known else (path.stat().st_size if path.is_file() else 0)
+            rows.append((sop, study, series, str(path.relative_to(self.root)), size, pos))
+
+        def body() -> None:
+            db.executemany("INSERT INTO instances(sop, study, series, path, size, position) VALUES (?,?,?,?,?,?) "
+                           "ON CONFLICT(sop) DO UPDATE SET position = excluded.position", rows)
+            db.execute("INSERT INTO series(series, study, accessed, complete) VALUES (?,?,?,1) ON CONFLICT(series) "
+                       "DO UPDATE SET accessed = excluded.accessed, complete = 1", (series, study, time.time()))
+
+        self._transaction(db, body)
 
     @contextlib.contextmanager
     def retrieving(self, series: str):

@@ -34,7 +34,18 @@ class BearerToken:
     kind: str = field(default="bearer", init=False)
 
 
-Auth = NoAuth | BasicAuth | BearerToken
+@dataclass(frozen=True)
+class OAuth2ClientCredentials:
+    """OAuth 2.0 client credentials: tokens come from ``token_url`` (see :mod:`workstation.archive.oauth`)."""
+
+    token_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    scope: str = ""
+    kind: str = field(default="oauth2", init=False)
+
+
+Auth = NoAuth | BasicAuth | BearerToken | OAuth2ClientCredentials
 
 
 def _keyring():
@@ -52,7 +63,7 @@ def _keyring():
 
 
 class SecretStore:
-    """Named secrets (``"<archive>/password"``, ``"<archive>/token"``) for one workstation home."""
+    """Named secrets (``"archive/<name>/password"``, ``.../token``, ``.../client_secret``) for one home."""
 
     def __init__(self, home: Path | str, use_keyring: bool = True) -> None:
         self.file = Path(home) / "secrets.json"

@@ -1,16 +1,21 @@
 """A DICOMweb archive: QIDO-RS to find, WADO-RS to retrieve, STOW-RS to store (on dicomweb-client).
 
-Retrieval is instance by instance, slices near the middle of the series first (the viewer can show an
-image long before the series is complete), with a few requests in flight at once.  Each instance goes
-to the cache atomically (see :mod:`workstation.archive.cache`), so a retrieval that was cancelled,
+A fresh retrieval streams the whole series in one multipart response; when that stream is slow (a remote
+archive) the series is listed meanwhile and the slices near its middle are fetched one by one first (the
+viewer can show an image long before the series is complete).  A retrieval that finds part of the series
+cached fetches only the missing instances, middle first, a few requests in flight at once.  Each instance
+goes to the cache atomically (see :mod:`workstation.archive.cache`), so a retrieval that was cancelled,
 timed out or lost the network resumes where it stopped: instances already cached are not asked for.
-"""
+Authentication: none, HTTP basic, a fixed bearer token, or OAuth2 client credentials
+(:mod:`workstation.archive.oauth`).  Thumbnails come from the server's rendered resources
+(:mod:`workstation.archive._rendered`)."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -20,6 +25,9 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from workstation.archive._dicom_json import instance_spot as _spot
+from workstation.archive._dicom_json import series_ref, study_filters, study_ref
+from workstation.archive._dicom_json import text as _text
 from workstation.archive._http_errors import http_errors
 from workstation.archive._order import InstanceSpot, middle_out, spatial_order
 from workstation.archive._wado import Tally, stream_series
@@ -35,7 +43,7 @@ from workstation.archive.client import (
     StudyQuery,
     iter_files,
 )
-from workstation.archive.credentials import Auth, BasicAuth, BearerToken, NoAuth
+from workstation.archive.credentials import Auth, BasicAuth, BearerToken, NoAuth, OAuth2ClientCredentials
 from workstation.model.refs import SeriesRef, StudyRef
 from workstation.model.tasks import Cancelled
 
@@ -49,97 +57,9 @@ SERIES_FIELDS = ("Modality", "SeriesNumber", "SeriesDescription", "NumberOfSerie
 INSTANCE_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 _STOW_BATCH = 16
 _QIDO_PAGE = 500
-_PREFETCH = 3  # instances nearest the middle fetched singly while the series streams
+_PREFETCH = 3  # instances nearest the middle fetched singly while a slow series stream runs
+_LIST_AFTER = 1.0  # seconds of streaming after which the series is listed and its middle fetched first
 _LITERAL = "*?^-._~"  # left as they are in QIDO-RS query values
-
-_TAGS = {
-    "StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E", "SOPInstanceUID": "00080018",
-    "PatientName": "00100010", "PatientID": "00100020", "PatientBirthDate": "00100030", "PatientSex": "00100040",
-    "StudyDate": "00080020", "StudyTime": "00080030", "AccessionNumber": "00080050",
-    "StudyDescription": "00081030", "ModalitiesInStudy": "00080061", "NumberOfStudyRelatedSeries": "00201206",
-    "NumberOfStudyRelatedInstances": "00201208", "Modality": "00080060", "SeriesNumber": "00200011",
-    "SeriesDescription": "0008103E", "NumberOfSeriesRelatedInstances": "00201209", "BodyPartExamined": "00180015",
-    "IssuerOfPatientID": "00100021", "ImagePositionPatient": "00200032", "ImageOrientationPatient": "00200037", "InstanceNumber": "00200013",
-}
-
-
-def _values(item: dict, keyword: str) -> list:
-    return list(item.get(_TAGS[keyword], {}).get("Value", []) or [])
-
-
-def _text(item: dict, keyword: str) -> str:
-    vals = _values(item, keyword)
-    if not vals:
-        return ""
-    v = vals[0]
-    if isinstance(v, dict):  # PN: {"Alphabetic": "..."}
-        return str(v.get("Alphabetic", "")).strip()
-    return str(v).strip()
-
-
-def _int(item: dict, keyword: str) -> int | None:
-    try:
-        return int(_text(item, keyword))
-    except ValueError:
-        return None
-
-
-def study_ref(item: dict, source: str) -> StudyRef:
-    return StudyRef(
-        study_instance_uid=_text(item, "StudyInstanceUID"),
-        patient_name=_text(item, "PatientName"),
-        patient_id=_text(item, "PatientID"),
-        patient_birth_date=_text(item, "PatientBirthDate"),
-        patient_sex=_text(item, "PatientSex"),
-        study_date=_text(item, "StudyDate"),
-        study_time=_text(item, "StudyTime"),
-        accession_number=_text(item, "AccessionNumber"),
-        study_description=_text(item, "StudyDescription"),
-        modalities=tuple(str(m) for m in _values(item, "ModalitiesInStudy")),
-        number_of_series=_int(item, "NumberOfStudyRelatedSeries") or 0,
-        number_of_instances=_int(item, "NumberOfStudyRelatedInstances") or 0,
-        source=source,
-    )
-
-
-def series_ref(item: dict, study_uid: str, source: str) -> SeriesRef:
-    return SeriesRef(
-        series_instance_uid=_text(item, "SeriesInstanceUID"),
-        study_instance_uid=_text(item, "StudyInstanceUID") or study_uid,
-        modality=_text(item, "Modality"),
-        series_number=_int(item, "SeriesNumber"),
-        series_description=_text(item, "SeriesDescription"),
-        number_of_instances=_int(item, "NumberOfSeriesRelatedInstances") or 0,
-        body_part=_text(item, "BodyPartExamined"),
-        source=source,
-    )
-
-
-def study_filters(query: StudyQuery) -> dict[str, str]:
-    """QIDO-RS matching keys for a study query (wildcards * and ? pass through)."""
-    filters = {
-        "PatientName": query.patient_name.strip(),
-        "PatientID": query.patient_id.strip(),
-        "AccessionNumber": query.accession_number.strip(),
-        "StudyDescription": query.study_description.strip(),
-        "ModalitiesInStudy": query.modality.strip().upper(),
-    }
-    if query.date_from or query.date_to:
-        lo = query.date_from.strftime("%Y%m%d") if query.date_from else ""
-        hi = query.date_to.strftime("%Y%m%d") if query.date_to else ""
-        filters["StudyDate"] = f"{lo}-{hi}"
-    return {k: v for k, v in filters.items() if v}
-
-
-def _spot(item: dict) -> InstanceSpot:
-    pos, ori = _values(item, "ImagePositionPatient"), _values(item, "ImageOrientationPatient")
-    return InstanceSpot(
-        sop_uid=_text(item, "SOPInstanceUID"),
-        position=tuple(float(v) for v in pos[:3]) if len(pos) >= 3 else None,
-        orientation=tuple(float(v) for v in ori[:6]) if len(ori) >= 6 else None,
-        instance_number=_int(item, "InstanceNumber"),
-    )
-
 
 def single_part(response: requests.Response) -> bytes:
     """The body of the one part of a multipart/related response (or the body itself if not multipart)."""
@@ -187,7 +107,8 @@ class DicomWebArchive:
 
     def __init__(self, name: str, url: str, *, auth: Auth | None = None, cache_dir: Path | str | None = None,
                  ca_bundle: Path | str | None = None, timeout: float = 30.0, retries: int = 2,
-                 backoff: float = 0.25, concurrency: int = 4, cache_max_bytes: int | None = None) -> None:
+                 backoff: float = 0.25, concurrency: int = 4, cache_max_bytes: int | None = None,
+                 list_after: float = _LIST_AFTER) -> None:
         self.name = name
         self.url = url.rstrip("/")
         self.auth = auth or NoAuth()
@@ -196,6 +117,8 @@ class DicomWebArchive:
                             if self.cache_dir is not None else None)
         self.timeout = float(timeout)
         self.concurrency = max(1, int(concurrency))
+        self.list_after = max(0.0, float(list_after))  # see _stream_with_prefetch
+        self.tokens = None  # the OAuth2 TokenSource, for an archive behind a token server
         self.session = self._session(ca_bundle, retries, backoff)
         self._local = threading.local()
 
@@ -205,6 +128,12 @@ class DicomWebArchive:
             session.auth = (self.auth.user, self.auth.password)
         elif isinstance(self.auth, BearerToken):
             session.headers["Authorization"] = f"Bearer {self.auth.token}"
+        elif isinstance(self.auth, OAuth2ClientCredentials):
+            from workstation.archive.oauth import OAuth2Bearer, TokenSource
+
+            self.tokens = TokenSource(self.auth, self.name, verify=str(ca_bundle) if ca_bundle else True,
+                                      timeout=self.timeout)
+            session.auth = OAuth2Bearer(self.tokens)
         session.verify = str(ca_bundle) if ca_bundle else True
         retry = Retry(total=retries, connect=retries, read=0, status=retries, backoff_factor=backoff,
                       status_forcelist=(502, 503, 504), allowed_methods=None, raise_on_status=False)
@@ -337,11 +266,18 @@ class DicomWebArchive:
             self._retrieve(tally, study, series_instance_uid, todo)
         finally:
             tally.stop.set()
+            tally.flush()
             cache.remove_parts()
         return [cache.path(s.sop_uid) for s in spots], [s.sop_uid for s in spots]
 
     def _stream_with_prefetch(self, study: str, series: str, tally: Tally) -> list[InstanceSpot]:
-        """Stream the series in the background; meanwhile read its metadata and fetch the middle slices."""
+        """Stream the series in the background; returns its instances in spatial order.
+
+        On a fast link that is all: the streamed instances' own headers give the order, and asking the
+        server for the series' metadata as well would only slow it down.  When the stream is still running
+        after ``list_after`` seconds, the metadata is read meanwhile and the slices nearest the middle are
+        fetched one by one.  The metadata is also read when the stream failed in a way that single
+        instances can make up for, or sent parts without a SOP Instance UID."""
         failures: list[BaseException] = []
         url = f"{self.url}/studies/{study}/series/{series}"
 
@@ -354,14 +290,20 @@ class DicomWebArchive:
 
         thread = threading.Thread(target=run, name="wado-series", daemon=True)
         thread.start()
+        spots: list[InstanceSpot] | None = None
         try:
-            spots = self.instance_spots(study, series)
-            tally.start(len(spots), 0)
-            for spot in middle_out(spots)[:_PREFETCH]:
+            deadline = time.monotonic() + self.list_after
+            while thread.is_alive() and time.monotonic() < deadline:
+                thread.join(0.02)
                 tally.check()
-                if failures or not thread.is_alive():
-                    break
-                self._fetch_instance(tally, study, series, spot.sop_uid)
+            if thread.is_alive():
+                spots = self.instance_spots(study, series)
+                tally.start(len(spots), 0)
+                for spot in middle_out(spots)[:_PREFETCH]:
+                    tally.check()
+                    if failures or not thread.is_alive():
+                        break
+                    self._fetch_instance(tally, study, series, spot.sop_uid)
             while thread.is_alive():
                 thread.join(0.05)
                 tally.check()
@@ -371,6 +313,10 @@ class DicomWebArchive:
             thread.join()
         if failures and not _can_fill_in(failures[0]):
             raise failures[0]
+        if spots is None and (failures or tally.unnamed or not tally.spots):
+            spots = self.instance_spots(study, series)
+        if spots is None:
+            spots = spatial_order(list(tally.spots.values()))
         return spots  # whatever the stream missed is fetched instance by instance
 
     def _retrieve(self, tally: Tally, study: str, series: str, todo: list[str]) -> None:
@@ -398,6 +344,19 @@ class DicomWebArchive:
             response.raise_for_status()
             body = single_part(response)
         tally.write(sop, body)
+
+    def series_instances(self, study: str, series: str, fields: tuple[str, ...]) -> list[dict]:
+        """QIDO-RS: the series' instances as DICOM JSON, with these attributes asked for."""
+        return self._qido(f"studies/{study}/series/{series}/instances", {}, fields)
+
+    def thumbnail(self, series_instance_uid: str, size: int = 96, study_instance_uid: str | None = None):
+        """An (h, w) uint8 picture of the series at most ``size`` pixels a side, rendered by the server
+        (WADO-RS series thumbnail, else the middle instance rendered): the series is not retrieved."""
+        from workstation.archive._rendered import series_thumbnail
+
+        study = study_instance_uid or self.study_of_series(series_instance_uid)
+        with self._errors(f"rendering a thumbnail of series {series_instance_uid}"):
+            return series_thumbnail(self, study, series_instance_uid, size)
 
     # -- STOW-RS -------------------------------------------------------------------------------------
     def store(self, paths: Iterable[Path], progress: ProgressFn | None = None) -> ImportReport:
@@ -429,14 +388,29 @@ class DicomWebArchive:
                             series=tuple(sorted(series)))
 
     def _stow(self, batch: list, imported: list, skipped: list, studies: set, series: set) -> None:
+        datasets = [ds for _, ds in batch]
         with self._errors(f"storing {len(batch)} instances"):
-            answer = self.client.store_instances([ds for _, ds in batch])
+            try:
+                answer = self.client.store_instances(datasets)
+            except requests.HTTPError as exc:
+                # an upload sent in chunks cannot be replayed by the OAuth2 retry: its token was renewed
+                # after the refusal, so the batch goes once more (a replayed request has a history)
+                refused = exc.response is not None and exc.response.status_code == 401 and not exc.response.history
+                if self.tokens is None or not refused:
+                    raise
+                answer = self.client.store_instances(datasets)
         failed = {str(getattr(i, "ReferencedSOPInstanceUID", "")): i for i in answer.get("FailedSOPSequence", [])}
+        # PS3.18: every instance stored is listed in the Referenced SOP Sequence; one in neither list was
+        # not stored (Orthanc answers an empty or cut-off upload with 200 and two empty lists)
+        stored = {str(getattr(i, "ReferencedSOPInstanceUID", "")) for i in answer.get("ReferencedSOPSequence", [])}
         for path, ds in batch:
             sop = str(ds.SOPInstanceUID)
             if sop in failed:
                 reason = getattr(failed[sop], "FailureReason", "?")
                 skipped.append(Skipped(path, f"{self.name} refused it (failure reason {reason})"))
+                continue
+            if sop not in stored:
+                skipped.append(Skipped(path, f"{self.name} did not confirm storing it"))
                 continue
             imported.append(sop)
             studies.add(str(ds.StudyInstanceUID))

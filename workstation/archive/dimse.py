@@ -1,8 +1,10 @@
-"""A DIMSE archive (a classic PACS): C-ECHO, C-FIND, C-GET or C-MOVE, C-STORE (on pynetdicom).
+"""A DIMSE archive (a classic PACS): C-ECHO, C-FIND, C-GET or C-MOVE, C-STORE (on pynetdicom), optionally
+over TLS.
 
-Retrieval lands in the cache atomically, instance by instance, keyed by the SOP Instance UID the peer
-announces in each C-STORE request (nothing is decoded on the way in).  When part of a series is already
-cached, only the missing instances are asked for, so an interrupted retrieval resumes.
+Retrieval is middle slices first on one association (see :mod:`workstation.archive._dimse_retrieve`) and
+lands in the cache atomically, instance by instance, keyed by the SOP Instance UID the peer announces in each
+C-STORE request (nothing is decoded on the way in).  When part of a series is already cached, only the
+missing instances are asked for, so an interrupted retrieval resumes.
 
 C-MOVE needs the workstation's own storage SCP: it is started on ``move_destination_port`` for the
 duration of the retrieval, under ``calling_ae`` (the archive must know that AE title and its address).
@@ -11,26 +13,31 @@ duration of the retrieval, under ``calling_ae`` (the archive must know that AE t
 from __future__ import annotations
 
 import contextlib
-import threading
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, build_role, evt
+from pynetdicom import AE, _config as pynetdicom_config, build_role, evt
 from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind as PATIENT_FIND_MODEL,
     StudyRootQueryRetrieveInformationModelFind as FIND_MODEL,
     StudyRootQueryRetrieveInformationModelGet as GET_MODEL,
     StudyRootQueryRetrieveInformationModelMove as MOVE_MODEL,
     Verification,
 )
 
-from workstation.archive._dimse_support import (
-    PENDING, RECEIVE_SYNTAXES, STORAGE_CLASSES, WARNINGS, explain_failed_association, status_text,
+from workstation.archive._dimse_patients import PatientMatch, patient_match, patient_query
+from workstation.archive._dimse_retrieve import (
+    Receiver, batches, count_query, image_query, middle_out_missing, numbered_query, retrieve_identifier, spots_of,
 )
-from workstation.archive.cache import DEFAULT_MAX_MB, CacheIndex, SeriesCache
+from workstation.archive._dimse_store import NATIVE, headers, payload
+from workstation.archive._dimse_support import (
+    PENDING, RECEIVE_SYNTAXES, STORAGE_CLASSES, WARNINGS, explain_failed_association, no_delay, status_text,
+)
+from workstation.archive._dimse_tls import DimseTls, endpoint_tls, handshake_failure
+from workstation.archive._order import InstanceSpot, middle_out
+from workstation.archive.cache import DEFAULT_MAX_MB, CacheIndex
 from workstation.archive.client import (
     ArchiveError, ArchiveTimeout, CancelToken, ImportReport, NotFound, Progress, ProgressFn, Skipped,
     StudyQuery, iter_files,
@@ -38,6 +45,8 @@ from workstation.archive.client import (
 from workstation.archive.dicomweb import STUDY_FIELDS, SERIES_FIELDS
 from workstation.model.refs import SeriesRef, StudyRef
 from workstation.model.tasks import Cancelled
+
+__all__ = ["DimseArchive", "DimseTls", "PatientMatch", "endpoint_tls"]
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -57,16 +66,20 @@ def _int(ds: Dataset, keyword: str) -> int | None:
 
 
 class DimseArchive:
-    """An :class:`~workstation.archive.client.ArchiveClient` over DIMSE (Study Root query/retrieve)."""
+    """An :class:`~workstation.archive.client.ArchiveClient` over DIMSE (Study Root query/retrieve; Patient
+    Root for :meth:`find_patients`), in the clear or over TLS (``tls``)."""
 
     def __init__(self, name: str, host: str, port: int, called_ae: str, calling_ae: str = "WORKSTATION", *,
                  retrieve: str = "get", move_destination_port: int | None = None, move_listen_host: str = "",
                  cache_dir: Path | str | None = None, timeout: float = 30.0,
-                 cache_max_bytes: int | None = None) -> None:
+                 cache_max_bytes: int | None = None, tls: DimseTls | None = None) -> None:
         if retrieve not in ("get", "move"):
             raise ValueError(f"retrieve must be 'get' or 'move', not {retrieve!r}")
         if retrieve == "move" and not move_destination_port:
             raise ValueError("C-MOVE needs move_destination_port (where the workstation's storage SCP listens)")
+        if retrieve == "move" and tls is not None:
+            raise ValueError("C-MOVE over TLS is not supported (the archive would have to reach the workstation's "
+                             "storage SCP over TLS too); retrieve with C-GET")
         self.name, self.host, self.port = name, host, int(port)
         self.called_ae, self.calling_ae = called_ae, calling_ae
         self.retrieve, self.move_port, self.move_host = retrieve, move_destination_port, move_listen_host
@@ -76,10 +89,16 @@ class DimseArchive:
         #: C-MOVE results arrive at one listening port: one retrieval at a time; C-GET runs several.
         self.parallel_retrievals = 1 if retrieve == "move" else 3
         self.timeout = float(timeout)
+        self.tls = tls
+        self._tls_context = tls.context() if tls is not None else None
         self._study_of: dict[str, str] = {}  # series UID -> study UID, learned from queries
 
     # -- associations --------------------------------------------------------------------------------
     def _ae(self) -> AE:
+        if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
+            # pynetdicom pretty-prints every C-FIND answer for its INFO log even when nobody listens:
+            # ~40 % of the time an IMAGE-level query of a long series takes
+            pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
         ae = AE(ae_title=self.calling_ae)
         for attr in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
             setattr(ae, attr, self.timeout)
@@ -87,9 +106,15 @@ class DimseArchive:
 
     @contextlib.contextmanager
     def _association(self, ae: AE, ext_neg=None, handlers=None) -> Iterator:
-        assoc = ae.associate(self.host, self.port, ae_title=self.called_ae, ext_neg=ext_neg,
-                             evt_handlers=handlers or [])
+        tls_args = (self._tls_context, self.host) if self._tls_context is not None else None
+        # max_pdu 0: no limit on the PDUs the peer sends us (fewer, larger P-DATA for retrieved instances)
+        assoc = ae.associate(self.host, self.port, ae_title=self.called_ae, ext_neg=ext_neg, max_pdu=0,
+                             tls_args=tls_args, evt_handlers=[(evt.EVT_CONN_OPEN, no_delay), *(handlers or [])])
         if not assoc.is_established:
+            if self._tls_context is not None and not assoc.is_rejected:
+                failure = handshake_failure(self.name, self.host, self.port, self._tls_context, self.timeout)
+                if failure is not None:
+                    raise failure
             raise explain_failed_association(assoc, self.name, self.host, self.port, self.calling_ae,
                                              self.called_ae, self.timeout)
         try:
@@ -126,18 +151,31 @@ class DimseArchive:
                            + (f": {comment}" if comment else ""))
 
     # -- C-FIND ----------------------------------------------------------------------------------------
-    def _find(self, identifier: Dataset, what: str) -> list[Dataset]:
+    def _find(self, identifier: Dataset, what: str, model=FIND_MODEL) -> list[Dataset]:
         ae = self._ae()
-        ae.add_requested_context(FIND_MODEL)
-        matches: list[Dataset] = []
+        ae.add_requested_context(model)
         with self._association(ae) as assoc:
-            for status, answer in assoc.send_c_find(identifier, FIND_MODEL):
-                if status is not None and int(status.get("Status", -1)) in PENDING:
-                    if answer is not None:
-                        matches.append(answer)
-                    continue
-                self._check_final(status, what)
+            return self._find_on(assoc, identifier, what, model)
+
+    def _find_on(self, assoc, identifier: Dataset, what: str, model=FIND_MODEL) -> list[Dataset]:
+        """C-FIND on an open association; the matches."""
+        if not any(cx.abstract_syntax == model for cx in assoc.accepted_contexts):
+            raise ArchiveError(f"{self.name} does not offer the query model needed for {what} ({model.name})")
+        matches: list[Dataset] = []
+        for status, answer in assoc.send_c_find(identifier, model):
+            if status is not None and int(status.get("Status", -1)) in PENDING:
+                if answer is not None:
+                    matches.append(answer)
+                continue
+            self._check_final(status, what)
         return matches
+
+    def find_patients(self, patient_name: str = "", patient_id: str = "", limit: int = 500) -> list[PatientMatch]:
+        """Patients matching the name and ID (``*`` and ``?`` allowed; empty matches all), by Patient Root
+        C-FIND at PATIENT level, sorted by name; at most ``limit`` (0: all)."""
+        found = self._find(patient_query(patient_name, patient_id), "searching for patients", PATIENT_FIND_MODEL)
+        patients = sorted((patient_match(m, self.name) for m in found), key=lambda p: (p.patient_name, p.patient_id))
+        return patients[:limit] if limit > 0 else patients
 
     def find_studies(self, query: StudyQuery | None = None) -> list[StudyRef]:
         query = query or StudyQuery()
@@ -230,21 +268,28 @@ class DimseArchive:
                 return self._study_of[series_instance_uid]
         raise NotFound(f"series {series_instance_uid} is not in the {self.name} archive")
 
-    def instance_uids(self, study_uid: str, series_uid: str) -> list[str]:
-        ds = Dataset()
-        ds.QueryRetrieveLevel = "IMAGE"
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.SOPInstanceUID = ""
-        ds.InstanceNumber = ""
-        found = self._find(ds, f"listing the instances of series {series_uid}")
-        found.sort(key=lambda m: (_int(m, "InstanceNumber") is None, _int(m, "InstanceNumber") or 0))
-        return [_text(m, "SOPInstanceUID") for m in found if _text(m, "SOPInstanceUID")]
+    def instance_spots(self, study_uid: str, series_uid: str) -> list[InstanceSpot]:
+        """The series' instances in spatial order (by instance number where the archive gives no positions)."""
+        ae = self._ae()
+        ae.add_requested_context(FIND_MODEL)
+        with self._association(ae) as assoc:
+            return self._spots_on(assoc, study_uid, series_uid)
+
+    def _spots_on(self, assoc, study: str, series: str) -> list[InstanceSpot]:
+        what = f"listing the instances of series {series}"
+        try:
+            return spots_of(self._find_on(assoc, image_query(study, series), what))
+        except ArchiveError as exc:
+            if not assoc.is_established or isinstance(exc, ArchiveTimeout):
+                raise
+            # a peer that refuses the geometry keys still lists the instances by number
+            return spots_of(self._find_on(assoc, image_query(study, series, geometry=False), what))
 
     # -- retrieval -------------------------------------------------------------------------------------
     def fetch_series(self, series_instance_uid: str, progress: ProgressFn | None = None,
                      cancel: CancelToken | None = None, study_instance_uid: str | None = None) -> list[Path]:
-        """Retrieve the series into the cache by C-GET or C-MOVE, resuming; returns its files."""
+        """Retrieve the series into the cache by C-GET or C-MOVE, the middle slice first, resuming; returns its
+        files in spatial order."""
         if self.cache_index is None:
             raise ArchiveError(f"{self.name}: no cache folder configured to retrieve into")
         cached = self.cache_index.open_complete(series_instance_uid, progress)
@@ -252,96 +297,106 @@ class DimseArchive:
             return cached  # no network
         with self.cache_index.retrieving(series_instance_uid):
             study = study_instance_uid or self.study_of_series(series_instance_uid)
-            uids = self.instance_uids(study, series_instance_uid)
-            paths = self._retrieve_missing(study, series_instance_uid, uids, progress, cancel)
-            self.cache_index.finish(study, series_instance_uid, uids)
-        return paths
-
-    def _retrieve_missing(self, study: str, series_instance_uid: str, uids: list[str], progress: ProgressFn | None,
-                          cancel: CancelToken | None) -> list[Path]:
-        if not uids:
-            raise NotFound(f"series {series_instance_uid} has no instances in the {self.name} archive")
-        cache = self.cache_index.series_cache(study, series_instance_uid)
-        cache.remove_parts()
-        missing = [u for u in uids if not cache.has(u)]
-        counter = _Counter(len(uids), len(uids) - len(missing), progress, cancel)
-        try:
-            if missing:
-                ident = self._retrieve_identifier(study, series_instance_uid, missing, whole=len(missing) == len(uids))
-                run = self._c_get if self.retrieve == "get" else self._c_move
-                run(ident, cache, counter, f"retrieving series {series_instance_uid}")
-        finally:
+            cache = self.cache_index.series_cache(study, series_instance_uid)
             cache.remove_parts()
-        absent = [u for u in uids if not cache.has(u)]
-        if absent:
-            raise ArchiveError(f"{self.name} sent {len(uids) - len(absent)} of {len(uids)} instances of series "
-                               f"{series_instance_uid}; {len(absent)} are missing (try again to resume)")
+            receiver = Receiver(cache, progress, cancel)
+            try:
+                run = self._get_series if self.retrieve == "get" else self._move_series
+                spots = run(study, series_instance_uid, receiver)
+            finally:
+                cache.remove_parts()
+            uids = [s.sop_uid for s in spots]
+            absent = [u for u in uids if not cache.has(u)]
+            if absent:
+                raise ArchiveError(f"{self.name} sent {len(uids) - len(absent)} of {len(uids)} instances of series "
+                                   f"{series_instance_uid}; {len(absent)} are missing (try again to resume)")
+            self.cache_index.finish(study, series_instance_uid, uids)
         return [cache.path(u) for u in uids]
 
-    @staticmethod
-    def _retrieve_identifier(study: str, series: str, sops: list[str], whole: bool) -> Dataset:
-        ds = Dataset()
-        ds.StudyInstanceUID = study
-        ds.SeriesInstanceUID = series
-        if whole:
-            ds.QueryRetrieveLevel = "SERIES"
-        else:
-            ds.QueryRetrieveLevel = "IMAGE"
-            ds.SOPInstanceUID = sops  # list matching: only what is missing
-        return ds
-
-    def _store_handler(self, cache: SeriesCache, counter: _Counter):
-        def on_store(event) -> int:
-            if counter.cancel_requested():
-                return 0xA700
-            sop = str(event.request.AffectedSOPInstanceUID)
-            try:
-                _, size = cache.write_bytes(sop, [event.encoded_dataset(include_meta=True)])
-            except OSError:
-                return 0xA700  # out of resources: the cache folder cannot be written
-            counter.add(size)
-            return 0x0000
-        return on_store
-
-    def _c_get(self, ident: Dataset, cache: SeriesCache, counter: _Counter, what: str) -> None:
+    def _get_series(self, study: str, series: str, receiver: Receiver) -> list[InstanceSpot]:
+        """C-FIND then C-GET, middle first, on one association."""
         ae = self._ae()
+        ae.add_requested_context(FIND_MODEL)
         ae.add_requested_context(GET_MODEL)
         roles = []
         for uid in STORAGE_CLASSES:
             ae.add_requested_context(uid, RECEIVE_SYNTAXES)
             roles.append(build_role(uid, scp_role=True))
-        handlers = [(evt.EVT_C_STORE, self._store_handler(cache, counter))]
-        with self._association(ae, ext_neg=roles, handlers=handlers) as assoc:
-            self._drain(assoc, assoc.send_c_get(ident, GET_MODEL), counter, what)
+        with self._association(ae, ext_neg=roles, handlers=[(evt.EVT_C_STORE, receiver.on_store)]) as assoc:
+            return self._retrieve_on(assoc, study, series, receiver, lambda ident: assoc.send_c_get(ident, GET_MODEL))
 
-    def _c_move(self, ident: Dataset, cache: SeriesCache, counter: _Counter, what: str) -> None:
+    def _move_series(self, study: str, series: str, receiver: Receiver) -> list[InstanceSpot]:
+        """Our storage SCP listens; C-FIND then C-MOVE to it, middle first, on one association."""
         scp = AE(ae_title=self.calling_ae)
         scp.network_timeout = scp.dimse_timeout = scp.acse_timeout = self.timeout
+        scp.maximum_pdu_size = 0  # no limit on the PDUs the archive sends us
         for uid in STORAGE_CLASSES:
             scp.add_supported_context(uid, RECEIVE_SYNTAXES)
-        handlers = [(evt.EVT_C_STORE, self._store_handler(cache, counter))]
+        handlers = [(evt.EVT_C_STORE, receiver.on_store), (evt.EVT_CONN_OPEN, no_delay)]
         try:
             server = scp.start_server((self.move_host, int(self.move_port)), block=False, evt_handlers=handlers)
         except OSError as exc:
             raise ArchiveError(f"cannot listen for C-MOVE on port {self.move_port}: {exc.strerror or exc}") from None
         try:
             ae = self._ae()
+            ae.add_requested_context(FIND_MODEL)
             ae.add_requested_context(MOVE_MODEL)
             with self._association(ae) as assoc:
-                self._drain(assoc, assoc.send_c_move(ident, self.calling_ae, MOVE_MODEL), counter, what)
+                return self._retrieve_on(assoc, study, series, receiver,
+                                         lambda ident: assoc.send_c_move(ident, self.calling_ae, MOVE_MODEL))
         finally:
             server.shutdown()
 
-    def _drain(self, assoc, responses, counter: _Counter, what: str) -> None:
+    def _retrieve_on(self, assoc, study: str, series: str, receiver: Receiver, send) -> list[InstanceSpot]:
+        """On one association: the middle slice first, then the list of instances, then what is missing
+        (see :mod:`~workstation.archive._dimse_retrieve`); returns the instances in spatial order."""
+        what = f"retrieving series {series}"
+        guess = None
+        try:
+            if not receiver.cache_had_files:  # from scratch: the middle first (a resumption lists first)
+                guess = self._numbered_middle(assoc, study, series)
+                if guess is not None:
+                    receiver.start(guess[1], 0)
+                    self._drain(assoc, send(retrieve_identifier(study, series, [guess[0]])), receiver, what)
+            spots = self._spots_on(assoc, study, series)
+            if not spots:
+                raise NotFound(f"series {series} has no instances in the {self.name} archive")
+            missing = middle_out_missing(spots, receiver.cache)
+            receiver.start(len(spots), len(spots) - len(missing) - len(receiver.written))
+            middle_done = guess is not None and middle_out(spots)[0].sop_uid == guess[0]
+            for batch in batches(missing, whole_series=not receiver.cache_had_files, first_alone=not middle_done):
+                self._drain(assoc, send(retrieve_identifier(study, series, batch)), receiver, what)
+                receiver.flush_index()
+        finally:
+            receiver.flush_index()
+        return spots
+
+    def _numbered_middle(self, assoc, study: str, series: str) -> tuple[str, int] | None:
+        """(SOP Instance UID, number of instances) of the instance numbered in the middle of the series, by
+        two one-answer queries, or None when the archive does not count or the numbers do not run 1..n.
+        The full list of a long series takes far longer to arrive (pynetdicom decodes ~2000 answers/s)."""
+        with contextlib.suppress(ArchiveError):
+            counted = self._find_on(assoc, count_query(study, series), f"counting the instances of series {series}")
+            count = _int(counted[0], "NumberOfSeriesRelatedInstances") if len(counted) == 1 else None
+            if count:
+                numbered = self._find_on(assoc, numbered_query(study, series, (count - 1) // 2 + 1),
+                                         f"looking up the middle instance of series {series}")
+                if len(numbered) == 1 and _text(numbered[0], "SOPInstanceUID"):
+                    return _text(numbered[0], "SOPInstanceUID"), count
+        if not assoc.is_established:
+            raise self._no_answer(f"looking up the middle instance of series {series}")
+        return None
+
+    def _drain(self, assoc, responses, receiver: Receiver, what: str) -> None:
         """Follow C-GET/C-MOVE responses to the final one; cancel on request; raise for failures."""
         for status, _ in responses:
             code = int(status.get("Status", -1)) if status is not None else -1
             if code in PENDING:
-                if counter.cancel_requested():
+                if receiver.cancel_requested():
                     assoc.abort()
                     raise Cancelled()
                 continue
-            if counter.cancel_requested():
+            if receiver.cancel_requested():
                 raise Cancelled()
             final = self._check_final(status, what)
             failed = _int(status, "NumberOfFailedSuboperations") or 0
@@ -352,15 +407,15 @@ class DimseArchive:
     # -- C-STORE -----------------------------------------------------------------------------------------
     def store(self, paths: Iterable[Path], progress: ProgressFn | None = None) -> ImportReport:
         """Send files with C-STORE, each in the transfer syntax it is stored in."""
-        files, skipped = _headers(iter_files(paths))
+        files, skipped = headers(iter_files(paths))
         if not files:
             return ImportReport(skipped=tuple(skipped))
         ae = self._ae()
         contexts: dict[str, set[str]] = {}
         for _, sop_class, syntax, *_ in files:
             contexts.setdefault(sop_class, set()).add(syntax)
-        requested = [(c, [ts]) for c, tss in contexts.items() for ts in sorted(tss) if ts not in _NATIVE]
-        requested += [(c, list(_NATIVE)) for c in contexts]  # the fallback: sent decompressed
+        requested = [(c, [ts]) for c, tss in contexts.items() for ts in sorted(tss) if ts not in NATIVE]
+        requested += [(c, list(NATIVE)) for c in contexts]  # the fallback: sent decompressed
         if len(requested) > 128:
             raise ArchiveError(f"cannot store {len(contexts)} SOP classes in these transfer syntaxes in one "
                                "association (more than 128 presentation contexts); store fewer files at once")
@@ -371,7 +426,7 @@ class DimseArchive:
             accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
             for n, (path, sop_class, syntax, sop, study, ser) in enumerate(files, 1):
                 try:
-                    status = assoc.send_c_store(_payload(path, sop_class, syntax, accepted))
+                    status = assoc.send_c_store(payload(path, sop_class, syntax, accepted))
                 except (ValueError, RuntimeError, NotImplementedError) as exc:
                     skipped.append(Skipped(str(path), f"{self.name} cannot take it: {exc}"))
                     continue
@@ -389,54 +444,3 @@ class DimseArchive:
                     progress(Progress(n, len(files), str(path)))
         return ImportReport(imported=tuple(imported), skipped=tuple(skipped), studies=tuple(sorted(studies)),
                             series=tuple(sorted(series)))
-
-
-_NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
-
-
-def _payload(path: Path, sop_class: str, syntax: str, accepted: set[tuple[str, str]]):
-    """The file itself when the peer accepted its transfer syntax, else the dataset, decompressed if needed
-    (pynetdicom re-encodes uncompressed datasets into the accepted uncompressed syntax)."""
-    if (sop_class, syntax) in accepted:
-        return path
-    if not any(c == sop_class for c, _ in accepted):
-        raise ValueError(f"the peer accepts no context for SOP class {sop_class}")
-    ds = dcmread(path)
-    if ds.file_meta.TransferSyntaxUID.is_compressed:
-        ds.decompress(generate_instance_uid=False)  # the same instance, only re-encoded
-    return ds
-
-
-def _headers(paths: Iterable[Path]) -> tuple[list[tuple], list[Skipped]]:
-    """(path, SOP class, transfer syntax, SOP UID, study UID, series UID) per readable file."""
-    files, skipped = [], []
-    for path in paths:
-        try:
-            ds = dcmread(path, stop_before_pixels=True)
-            files.append((Path(path), str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID),
-                          str(ds.SOPInstanceUID), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)))
-        except (InvalidDicomError, OSError, AttributeError, ValueError) as exc:
-            skipped.append(Skipped(str(path), f"not a storable DICOM file ({exc})"))
-    return files, skipped
-
-
-class _Counter:
-    """Progress of one retrieval, updated from the storage handler's thread."""
-
-    def __init__(self, total: int, done: int, progress: ProgressFn | None, cancel: CancelToken | None) -> None:
-        self.total, self.done, self.bytes = total, done, 0
-        self.progress, self.cancel = progress, cancel
-        self._lock = threading.Lock()
-        if progress is not None:
-            progress(Progress(done, total, f"{done} of {total} instances already cached"))
-
-    def cancel_requested(self) -> bool:
-        return self.cancel is not None and self.cancel.cancelled
-
-    def add(self, size: int) -> None:
-        with self._lock:
-            self.done += 1
-            self.bytes += size
-            done, nbytes = self.done, self.bytes
-        if self.progress is not None:
-            self.progress(Progress(done, self.total, f"{done} of {self.total} instances", nbytes))

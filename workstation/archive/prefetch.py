@@ -4,7 +4,9 @@ The viewer asks for the series the radiologist opened *first* (:meth:`Prefetcher
 ``first=True`` puts it at the head of the queue) and queues the study's other series behind it, so they keep
 downloading while the first is read.  A series is retrieved once however often it is asked for: a second
 request gets the same future.  Every retrieval goes through the client's ``fetch_series`` (cache first,
-resumable), so a cancelled one resumes where it stopped next time.
+resumable), so a cancelled one resumes where it stopped next time.  :meth:`Prefetcher.pause` holds the queue
+(retrievals already running go on) until :meth:`Prefetcher.resume`, e.g. while a slow link is needed for
+the series on screen.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class SeriesProgress:
     bytes_done: int = 0
     seconds: float = 0.0  # since the retrieval started
     error: str = ""
+    from_cache: bool = False  # complete in the client's cache before it started: no transfer, no rate
 
     @property
     def megabytes(self) -> float:
@@ -80,6 +83,7 @@ class Prefetcher:
         self._cond = threading.Condition()
         self._workers: list[threading.Thread] = []
         self._closed = False
+        self._paused = False
 
     # -- asking ------------------------------------------------------------------------------------------------
     def request(self, ref: SeriesRef, first: bool = False) -> Future:
@@ -95,6 +99,7 @@ class Prefetcher:
                 job = _Job(ref, Future(), CancelToken(), SeriesProgress(uid))
                 self._jobs[uid] = job
                 self._queue.append(uid)
+                self._set(job, job.status)  # listeners see it queued
             if first and uid in self._queue:
                 self._queue.remove(uid)
                 self._queue.appendleft(uid)
@@ -122,6 +127,21 @@ class Prefetcher:
                     self._queue.remove(uid)
                     self._finish(job, CANCELLED, exc=Cancelled())
 
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Start no queued retrieval until :meth:`resume` (running ones finish; cancel stays possible)."""
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._spawn()
+            self._cond.notify_all()
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until nothing is queued or running; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -146,17 +166,20 @@ class Prefetcher:
 
     # -- working -------------------------------------------------------------------------------------------------
     def _spawn(self) -> None:
+        if self._paused:
+            return  # resume() spawns
         self._workers = [t for t in self._workers if t.is_alive()]
         busy = sum(1 for j in self._jobs.values() if j.status.state == RUNNING)
         idle = len(self._workers) - busy
-        if idle < len(self._queue) and len(self._workers) < self.concurrency:
+        while idle < len(self._queue) and len(self._workers) < self.concurrency:
             t = threading.Thread(target=self._work, name="prefetch", daemon=True)
             self._workers.append(t)
             t.start()
+            idle += 1
 
     def _next(self) -> _Job | None:
         with self._cond:
-            while not self._queue and not self._closed:
+            while (not self._queue or self._paused) and not self._closed:
                 if not self._cond.wait(2.0):
                     return None  # idle: let the thread end; request() starts another
             if self._closed:
@@ -178,8 +201,15 @@ class Prefetcher:
                 self._finish(job, DONE, result=paths)
 
     def _fetch(self, job: _Job) -> list[Path]:
+        index = getattr(self.client, "cache_index", None)
+        if index is not None and index.complete_files(job.ref.series_instance_uid) is not None:
+            with self._cond:
+                self._set(job, replace(job.status, from_cache=True))
+
         def progress(p: Progress) -> None:
             with self._cond:
+                if job.status.state != RUNNING:
+                    return  # a late report (another thread of the retrieval) after the end: keep the end
                 self._set(job, replace(job.status, done=p.done, total=p.total, bytes_done=p.bytes_done,
                                        seconds=time.monotonic() - job.started))
 

@@ -1,4 +1,5 @@
-"""The labelling subcommands: ``import-lidc XML [--series PATH_OR_UID] --out DIR [--enqueue ARCHIVE]`` and ``sync ...``.
+"""The labelling subcommands: ``import-lidc XML [--series PATH_OR_UID] --out DIR [--enqueue ARCHIVE]``, ``sync ...``
+and ``export-dataset --archive NAME --schema NAME --out DIR [--format nnunetv2|monai]``.
 
 :mod:`workstation.cli` registers them through :func:`add_parsers` and :func:`commands`, passing in how to
 open a named archive and fetch an archived series' files.
@@ -36,11 +37,67 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="also put the SEG and SR files in the sync outbox for that archive (`workstation sync run`)")
     p.add_argument("--json", action="store_true", help="print the agreement as JSON")
     sync_cli.add_parsers(sub)
+    e = sub.add_parser("export-dataset", help="export images and approved (else latest) annotations, de-identified, "
+                                              "as an nnU-Net v2 or MONAI training dataset")
+    e.add_argument("--archive", required=True, metavar="NAME", help="the archive to read studies and annotations from")
+    e.add_argument("--query", action="append", default=[], metavar="FIELD=VALUE",
+                   help="study filter, repeatable: patient_id, patient_name, accession_number, study_description, "
+                        "modality, date_from, date_to (YYYYMMDD); * and ? match")
+    e.add_argument("--schema", required=True, metavar="NAME", help="label schema name or file (e.g. lung-nodule)")
+    e.add_argument("--out", type=Path, required=True, metavar="DIR", help="dataset folder (resumable)")
+    e.add_argument("--format", choices=("nnunetv2", "monai"), default="nnunetv2")
+    e.add_argument("--key-file", type=Path, metavar="PATH",
+                   help="de-identification key (default <home>/deid.key, created on first use; keep it)")
 
 
 def commands(open_archive: OpenArchive, fetch_paths: FetchPaths) -> dict[str, Callable]:
     return {"import-lidc": lambda settings, args: cmd_import_lidc(settings, args, fetch_paths),
-            "sync": lambda settings, args: sync_cli.cmd_sync(settings, args, open_archive)}
+            "sync": lambda settings, args: sync_cli.cmd_sync(settings, args, open_archive),
+            "export-dataset": lambda settings, args: cmd_export_dataset(settings, args, open_archive)}
+
+
+_QUERY_FIELDS = ("patient_id", "patient_name", "accession_number", "study_description", "modality",
+                 "date_from", "date_to")
+
+
+def study_query(items: list[str]):
+    """``FIELD=VALUE`` strings as a StudyQuery (no limit); LabelsCommandError naming a bad one."""
+    import datetime as _dt
+
+    from workstation.archive.client import StudyQuery
+
+    values: dict = {"limit": 0}
+    for text in items:
+        name, sep, value = text.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in _QUERY_FIELDS:
+            raise LabelsCommandError(f"--query {text!r}: expected FIELD=VALUE with FIELD one of {', '.join(_QUERY_FIELDS)}")
+        if name.startswith("date_"):
+            try:
+                value = _dt.datetime.strptime(value.strip(), "%Y%m%d").date()
+            except ValueError:
+                raise LabelsCommandError(f"--query {text!r}: dates are YYYYMMDD") from None
+        values[name] = value
+    return StudyQuery(**values)
+
+
+def cmd_export_dataset(settings, args: argparse.Namespace, open_archive: OpenArchive) -> int:
+    from workstation.dicom.deid import DeidError, Deidentifier, load_or_create_key
+    from workstation.labels.dataset_export import ExportError, export_dataset
+    from workstation.labels.schema import SchemaError, load_schema
+
+    query = study_query(args.query)
+    try:
+        schema = load_schema(args.schema)
+        key = load_or_create_key(args.key_file or Path(settings.home) / "deid.key")
+        archive = open_archive(settings, args.archive)
+        summary = export_dataset(archive, schema, args.out, Deidentifier(key), query=query, fmt=args.format,
+                                 progress=lambda line: print(line, flush=True))
+    except (SchemaError, DeidError, ExportError, OSError) as exc:
+        raise LabelsCommandError(str(exc)) from None
+    for line in summary.problems:
+        print(f"warning: {line}")
+    return 0 if summary.written or summary.skipped else 1
 
 
 def cmd_import_lidc(settings, args: argparse.Namespace, fetch_paths: FetchPaths) -> int:

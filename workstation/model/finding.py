@@ -1,8 +1,8 @@
 """A finding: one result of an AI model (or a person) that a radiologist accepts or rejects.
 
 Geometry is in DICOM patient coordinates (LPS, mm) so that it holds on any grid and in any view.
-Findings are immutable; a decision makes a new Finding (``accept`` / ``reject``), so an undo stack can
-keep the old one.
+Findings are immutable; a decision makes a new Finding (``accept`` / ``reject`` / ``edit``), so an undo
+stack can keep the old one.  An edit (new label, new box) is a decision too: EDITED, with who and when.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Status(enum.Enum):
     PENDING = "PENDING"
     ACCEPTED = "ACCEPTED"
     REJECTED = "REJECTED"
+    EDITED = "EDITED"  # changed by the radiologist (label or box): accepted in its edited form
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,33 @@ class Finding:
 
     def reject(self, by: str, at: datetime | None = None) -> Finding:
         return self._decide(Status.REJECTED, by, at)
+
+    def edit(self, by: str, *, label: str | None = None, bbox_mm: tuple[Point, Point] | None = None,
+             at: datetime | None = None) -> Finding:
+        """The finding with a new label and/or box (LPS mm corners, any order), decided EDITED by ``by``.
+
+        A new box moves the centroid to its centre; the uid stays, so the SR keeps tracking the same finding.
+        """
+        if label is not None and not label.strip():
+            raise ValueError("an edited finding needs a non-empty label")
+        changes: dict = {}
+        if label is not None:
+            changes["label"] = label.strip()
+        if bbox_mm is not None:
+            a, b = (tuple(float(v) for v in p) for p in bbox_mm)
+            if len(a) != 3 or len(b) != 3:
+                raise ValueError(f"a box needs two 3D corners, got {bbox_mm}")
+            lo = tuple(min(x, y) for x, y in zip(a, b))
+            hi = tuple(max(x, y) for x, y in zip(a, b))
+            changes.update(bbox_min_mm=lo, bbox_max_mm=hi, centroid_mm=tuple((x + y) / 2.0 for x, y in zip(lo, hi)))
+        if not changes:
+            raise ValueError("an edit must change the label or the box")
+        return replace(self, **changes)._decide(Status.EDITED, by, at)
+
+    @property
+    def is_ai(self) -> bool:
+        """Made by a model (a versioned provenance), not drawn by a person."""
+        return bool(self.provenance.model_version)
 
     def reopen(self) -> Finding:
         return replace(self, decision=None)

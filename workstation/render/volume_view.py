@@ -13,6 +13,7 @@ from workstation.render import _vtk as vtk
 
 from workstation.model.volume import Volume
 from workstation.render.bridge import prop_matrix, volume_to_local_vtk
+from workstation.render.labelmap_3d import LabelSurfaces
 from workstation.render.offscreen import is_software_gl
 from workstation.render.presets import VOLUME_PRESETS, default_volume_preset, scaled_volume_preset
 
@@ -46,6 +47,8 @@ class VolumeView:
         self._prop.VisibilityOff()
         renderer.AddVolume(self._prop)
         renderer.SetBackground(0.0, 0.0, 0.0)
+        #: label-map surfaces by key (e.g. the AI model's id), each toggled on its own
+        self.label_surfaces: dict[str, LabelSurfaces] = {}
 
     @property
     def volume(self) -> Volume | None:
@@ -91,6 +94,21 @@ class VolumeView:
         self.set_preset(default_volume_preset(volume))
         self.set_interactive(False)
         self.reset_camera()
+
+    def set_label_surfaces(self, key: str, labelmap, visible: bool = True) -> LabelSurfaces | None:
+        """Show ``labelmap`` (a LabelMap) as coloured surfaces under ``key``; None removes that key's surfaces."""
+        surfaces = self.label_surfaces.get(key)
+        if labelmap is None:
+            if surfaces is not None:
+                surfaces.remove()
+                del self.label_surfaces[key]
+            return None
+        if surfaces is None:
+            surfaces = self.label_surfaces[key] = LabelSurfaces(self.renderer)
+        if surfaces.labelmap is not labelmap:
+            surfaces.set_labelmap(labelmap)
+        surfaces.set_visible(visible)
+        return surfaces
 
     @staticmethod
     def _downsample(image: vtk.vtkImageData) -> vtk.vtkImageData:

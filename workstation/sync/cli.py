@@ -60,7 +60,10 @@ def _status(outbox: Outbox, as_json: bool) -> int:
     for i in items:
         when = _dt.datetime.fromtimestamp(i.updated_at).strftime("%Y-%m-%d %H:%M:%S")
         error = f"  ({i.last_error})" if i.last_error and i.status is not ItemStatus.SENT else ""
-        print(f"{i.status.value:8} {i.archive:12} attempts {i.attempts}  {when}  {i.sop_instance_uid}{error}")
+        retry = ""
+        if i.status is ItemStatus.QUEUED and i.attempts:  # as the Sync panel shows it
+            retry = "  next retry " + _dt.datetime.fromtimestamp(i.next_attempt_at).strftime("%H:%M:%S")
+        print(f"{i.status.value:8} {i.archive:12} attempts {i.attempts}  {when}  {i.sop_instance_uid}{error}{retry}")
     return 0
 
 

@@ -232,6 +232,18 @@ class Outbox:
         with self._tx() as db:
             return db.execute(sql, args).rowcount
 
+    def retry_now(self, archive: str | None = None) -> int:
+        """Make every waiting item due now and give failed ones another round; returns how many."""
+        now = self._clock()
+        sql = "UPDATE items SET status = ?, next_attempt_at = ?, " \
+              "attempts = CASE WHEN status = ? THEN 0 ELSE attempts END WHERE status IN (?, ?)"
+        args: list = [ItemStatus.QUEUED.value, now, ItemStatus.FAILED.value, ItemStatus.QUEUED.value,
+                      ItemStatus.FAILED.value]
+        if archive is not None:
+            sql, args = sql + " AND archive = ?", [*args, archive]
+        with self._tx() as db:
+            return db.execute(sql, args).rowcount
+
     def _set(self, item: OutboxItem, assignments: str, *values) -> None:
         with self._tx() as db:
             db.execute(f"UPDATE items SET {assignments} WHERE sop_instance_uid = ? AND archive = ?",

@@ -35,6 +35,7 @@ class MainWindow(QMainWindow):
         self.archive = archive
         self.runner = runner
         self.volumes: dict[str, Volume] = {}  # series UID -> loaded volume (this session)
+        self.body_parts: dict[str, str] = {}  # series UID -> Body Part Examined from the archive
         self.loading: dict[str, TaskHandle] = {}
         self.setWindowTitle(APP_NAME)
         self.viewer = ViewerArea()
@@ -47,6 +48,7 @@ class MainWindow(QMainWindow):
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
         self.browser.open_series.connect(self.open_series)
+        self.browser.open_prior.connect(self.open_prior)
         self.browser.status.connect(self.show_status)
         self.browser.import_flow.status.connect(self.show_status)
         self.viewer.status.connect(self.show_status)
@@ -103,6 +105,9 @@ class MainWindow(QMainWindow):
             speed_group.addAction(a)
         view_menu.addSeparator()
         view_menu.addAction(self._action("Show study browser", self._toggle_browser, "Ctrl+B"))
+        self.link_action = self._action("Link scrolling", self.viewer.scroll_sync.set_enabled, "Ctrl+L", True)
+        self.link_action.setChecked(True)
+        view_menu.addAction(self.link_action)
         toolbar.addSeparator()
         self._build_tools(menu.addMenu("&Tools"), toolbar)
         self.ai.fill_menu(menu.addMenu("&AI"))
@@ -169,12 +174,19 @@ class MainWindow(QMainWindow):
                           "2D, MPR and 3D viewing, measurements.</p><p>Not for diagnostic use.</p>")
 
     # -- loading -------------------------------------------------------------------------------------------
-    def open_series(self, ref: SeriesRef) -> TaskHandle | None:
-        """Load a series into the active viewport (into all three MPR planes in the MPR layout)."""
+    def open_prior(self, ref: SeriesRef) -> TaskHandle | None:
+        """Show a prior study's series beside the current one (1x2, current left), scrolling linked."""
+        right = self.viewer.side_by_side()
+        self.layout_actions[Layout.ONE_BY_TWO].setChecked(True)
+        return self.open_series(ref, into=right)
+
+    def open_series(self, ref: SeriesRef, into: SliceViewport | None = None) -> TaskHandle | None:
+        """Load a series into ``into``, else the active viewport (into all three MPR planes in the MPR layout)."""
         uid = ref.series_instance_uid
-        if self.viewer.layout_kind is Layout.MPR:
+        self.body_parts[uid] = ref.body_part  # for AI plugins that auto-run on one body part
+        if into is None and self.viewer.layout_kind is Layout.MPR:
             return self._open_in_mpr(uid)
-        vp = self.viewer.active_slice_viewport() or self.viewer.viewports[0]
+        vp = into or self.viewer.active_slice_viewport() or self.viewer.viewports[0]
         if uid in self.volumes:
             vp.set_volume(self.volumes[uid])
             self._update_title(self.volumes[uid])
@@ -182,6 +194,7 @@ class MainWindow(QMainWindow):
             return None
         def setup(handle: TaskHandle) -> None:
             vp.watch_loading(handle)
+            self.browser.watch_open(ref, handle)  # a remote series' transfer in the Downloads tab
             handle.finished.connect(lambda vol, u=uid: self._loaded(u, vol))
             handle.failed.connect(lambda msg: self._warn("Cannot open series", msg))
 
@@ -204,6 +217,7 @@ class MainWindow(QMainWindow):
         self.volumes = {uid: volume, **{k: v for k, v in list(self.volumes.items())[:3]}}  # keep a few
         self._update_title(volume)
         self.ai.sync()
+        self.ai.volume_opened(volume, self.body_parts.get(uid, ""))  # plugins set to auto-run on this kind
         for w in volume.info.warnings:
             self.show_status(w)
 

@@ -6,8 +6,14 @@ emits :attr:`StudyBrowser.open_series` with its :class:`~workstation.model.refs.
 Given an :class:`~workstation.archive.switch.ArchiveSwitch`, an "Archive" combo at the top picks the
 archive searched (Local or a configured DICOMweb / DIMSE archive) and "Archives..." edits the list.  A
 remote series opens through the switch (fetched into the cache with progress, then loaded as a local
-one); the study's other series keep downloading in the background (a
-:class:`~workstation.archive.prefetch.Prefetcher`, progress in the status line).
+one); the study's other series keep downloading in the background
+(:class:`~workstation.ui.retrievals.Retrievals`): the "Downloads" tab shows each one's instances,
+megabytes and MB/s with a Cancel button, and the series list shows its state.  A remote study's context
+menu keeps it offline ("Keep offline (pin)": pinned in the cache and retrieved whole) or unpins it;
+pinned studies are marked in the table.
+
+Opening a series lists the patient's prior studies in the "Priors" tab; double-clicking a prior's series
+emits :attr:`StudyBrowser.open_prior` (the main window shows it beside the current one).
 """
 
 from __future__ import annotations
@@ -19,13 +25,17 @@ import numpy as np
 from PySide6.QtCore import QDate, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QLabel, QDateEdit, QFormLayout, QHBoxLayout,
-                               QHeaderView, QLineEdit, QListWidget, QListWidgetItem, QMessageBox,
-                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QHeaderView, QLineEdit, QListWidget, QListWidgetItem, QMenu, QMessageBox,
+                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
+                               QWidget)
 
-from workstation.archive.client import StudyQuery
+from workstation.archive.client import ArchiveError, StudyQuery
 from workstation.model.refs import SeriesRef, StudyRef
+from workstation.ui.downloads import DownloadsPanel, progress_cells
+from workstation.ui.retrievals import Retrievals
 from workstation.ui.import_flow import ImportFlow, add_import_menu
 from workstation.ui.loading import thumbnail_loader
+from workstation.ui.priors_panel import PriorsPanel
 from workstation.ui.qt_compat import emit
 from workstation.ui.tasks import TaskRunner
 from workstation.ui.viewport_text import format_date, patient_name
@@ -33,6 +43,8 @@ from workstation.ui.viewport_text import format_date, patient_name
 MODALITIES = ("", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG", "XA", "SEG", "SR")
 THUMB = 96
 _STUDY_COLUMNS = ("Patient", "Date", "Mod", "Description", "ID", "Accession", "Series", "Images")
+PIN_MARK = "[pinned] "  # before the patient's name of a study kept offline
+_BASE_TEXT = Qt.ItemDataRole.UserRole + 1  # a series item's text without its download state
 
 
 def gray_pixmap(image: np.ndarray) -> QPixmap:
@@ -40,6 +52,13 @@ def gray_pixmap(image: np.ndarray) -> QPixmap:
     img = np.ascontiguousarray(image, dtype=np.uint8)
     h, w = img.shape
     return QPixmap.fromImage(QImage(img.data, w, h, w, QImage.Format.Format_Grayscale8).copy())
+
+
+def _show_download_state(item: QListWidgetItem, p) -> None:
+    """A series list item's text plus a line on its background download (SeriesProgress ``p``)."""
+    state, count, mb, rate = progress_cells(p)
+    speed = f", {rate} MB/s" if rate else ""
+    item.setText(f"{item.data(_BASE_TEXT)}\n{state}: {count} instances, {mb} MB{speed}")
 
 
 class SearchForm(QWidget):
@@ -96,18 +115,15 @@ class StudyBrowser(QWidget):
     """Search, study table, series list with thumbnails, import and delete."""
 
     open_series = Signal(object)  # SeriesRef
+    open_prior = Signal(object)  # SeriesRef of a prior study, to show beside the open one
     status = Signal(str)
     studies_changed = Signal()
-
-    prefetch_progress = Signal(object)  # SeriesProgress, relayed from worker threads
 
     def __init__(self, archive, runner: TaskRunner, parent: QWidget | None = None, *,
                  archives_editor=None) -> None:
         super().__init__(parent)
         self.archive = archive
         self.archives_editor = archives_editor  # callable(parent) -> bool: edit the archives list; None: no button
-        self.prefetcher = None
-        self.prefetch_progress.connect(self._show_prefetch)
         self.runner = runner
         self.studies: list[StudyRef] = []
         self.series: list[SeriesRef] = []
@@ -120,6 +136,13 @@ class StudyBrowser(QWidget):
         self.series_list = self._make_series_list()
         self.import_flow = ImportFlow(archive, runner, self)
         self.import_flow.imported.connect(self._after_import)
+        self.priors = PriorsPanel(archive, runner)
+        self.priors.open_prior.connect(self.open_prior)
+        self.priors.status.connect(self.status)
+        self.downloads = DownloadsPanel()
+        self.retrievals = Retrievals(archive, self.downloads, self)
+        self.retrievals.progress.connect(self._show_download)
+        self.retrievals.ready.connect(self._open)
         self._build_layout()
         self.setAcceptDrops(True)
 
@@ -132,6 +155,8 @@ class StudyBrowser(QWidget):
         t.verticalHeader().hide()
         t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         t.itemSelectionChanged.connect(self._on_study_selected)
+        t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        t.customContextMenuRequested.connect(self._study_menu)
         return t
 
     def _make_series_list(self) -> QListWidget:
@@ -170,6 +195,8 @@ class StudyBrowser(QWidget):
         if not name or not hasattr(self.archive, "select"):
             return
         self._stop_prefetch()
+        self.downloads.clear()
+        self.priors.forget()
         self.archive.select(name)
         remote = self.is_remote()
         self.import_button.setEnabled(not remote)
@@ -201,6 +228,10 @@ class StudyBrowser(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(self.series_list)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.priors, "Priors")
+        self.tabs.addTab(self.downloads, "Downloads")
+        splitter.addWidget(self.tabs)
         col = QVBoxLayout(self)
         col.setContentsMargins(2, 2, 2, 2)
         col.addLayout(self._build_archive_row())
@@ -217,8 +248,12 @@ class StudyBrowser(QWidget):
                            on_done=self._show_studies, on_failed=self._failed)
 
     def _show_studies(self, studies: list[StudyRef]) -> None:
+        before = self.selected_study()
         self.studies = list(studies)
         t = self.table
+        t.blockSignals(True)  # the rows change under the selection: it is set again below
+        t.clearSelection()
+        t.blockSignals(False)
         t.setRowCount(len(self.studies))
         for row, s in enumerate(self.studies):
             # the order a reader scans a worklist in: who, when, what
@@ -227,11 +262,14 @@ class StudyBrowser(QWidget):
                       str(s.number_of_instances))
             for col, v in enumerate(values):
                 t.setItem(row, col, QTableWidgetItem(v))
+        self._mark_pins()
         emit(self.status, f"{len(self.studies)} studies")
         emit(self.studies_changed)
-        if self.studies and not t.selectedItems():
-            t.selectRow(0)
-        elif not self.studies:
+        if self.studies:
+            # the study selected before, when it is still listed, else the first; its series are listed again
+            uid = before.study_instance_uid if before is not None else None
+            t.selectRow(next((i for i, s in enumerate(self.studies) if s.study_instance_uid == uid), 0))
+        else:
             self._show_series([])
 
     def selected_study(self) -> StudyRef | None:
@@ -255,9 +293,12 @@ class StudyBrowser(QWidget):
             item = QListWidgetItem(f"{number}{s.series_description or '(no description)'}\n"
                                    f"{s.modality}, {s.number_of_instances} images")
             item.setData(Qt.ItemDataRole.UserRole, s.series_instance_uid)
+            item.setData(_BASE_TEXT, item.text())
             item.setSizeHint(QSize(THUMB + 200, THUMB + 6))
             if s.series_instance_uid in self.thumbnails:
                 item.setIcon(QIcon(self.thumbnails[s.series_instance_uid]))
+            if s.series_instance_uid in self.downloads.states:
+                _show_download_state(item, self.downloads.states[s.series_instance_uid])
             self.series_list.addItem(item)
         for s in self.series:
             self._request_thumbnail(s.series_instance_uid)
@@ -286,30 +327,99 @@ class StudyBrowser(QWidget):
         if ref is not None and self._last_open != (ref.series_instance_uid, round(now, 0)):
             # double-click may also emit itemActivated: open once
             self._last_open = (ref.series_instance_uid, round(now, 0))
-            emit(self.open_series, ref)
+            if self.is_remote() and self.retrievals.open_when_retrieved(ref):
+                emit(self.status, f"{ref.series_description or 'the series'} opens when its download ends")
+            else:
+                self._open(ref)
             if self.is_remote():
                 self._prefetch_others(ref)
+            study = next((s for s in self.studies if s.study_instance_uid == ref.study_instance_uid), None)
+            if study is not None:
+                self.priors.show_for(study)
+
+    def _open(self, ref: SeriesRef) -> None:
+        if self._last_open is not None and self._last_open[0] != ref.series_instance_uid:
+            return  # a series whose download ended after the reader had opened another one
+        emit(self.open_series, ref)
 
     # -- background retrieval of the open study's other series ----------------------------------------------
     def _prefetch_others(self, opened: SeriesRef) -> None:
-        from workstation.archive.prefetch import Prefetcher
+        self.retrievals.request([s for s in self.series if s.series_instance_uid != opened.series_instance_uid
+                                 and s.study_instance_uid == opened.study_instance_uid])
 
-        client = self.archive.client(self.archive.owner(opened.series_instance_uid))
-        if self.prefetcher is None or self.prefetcher.client is not client:
-            self._stop_prefetch()
-            self.prefetcher = Prefetcher(client, on_progress=lambda p: emit(self.prefetch_progress, p))
-        others = [s for s in self.series if s.series_instance_uid != opened.series_instance_uid
-                  and s.study_instance_uid == opened.study_instance_uid]
-        self.prefetcher.request_all(others)
+    def _show_download(self, p) -> None:
+        for row in range(self.series_list.count()):
+            item = self.series_list.item(row)
+            if item.data(Qt.ItemDataRole.UserRole) == p.series_uid:
+                _show_download_state(item, p)
+        state, count, mb, _rate = progress_cells(p)
+        emit(self.status, f"background: series {p.series_uid[-12:]} {state}, {count} instances, {mb} MB")
 
-    def _show_prefetch(self, p) -> None:
-        emit(self.status, f"background: series {p.series_uid[-12:]} {p.state}, {p.done}/{p.total or '?'} "
-                          f"instances, {p.megabytes:.1f} MB, {p.mb_per_s:.1f} MB/s")
+    def watch_open(self, ref: SeriesRef, handle) -> None:
+        """Show the transfer of a remote series opened in a viewport (its load task) in the Downloads tab."""
+        self.retrievals.watch_open(ref, handle)
 
     def _stop_prefetch(self) -> None:
-        if self.prefetcher is not None:
-            self.prefetcher.close(wait=False)
-            self.prefetcher = None
+        self.retrievals.stop()
+
+    # -- keep offline (pins in the remote archive's cache) ------------------------------------------------------
+    def _cache_index(self):
+        """The selected remote archive's cache index, or None (local archive, or no cache)."""
+        if not self.is_remote():
+            return None
+        try:
+            return getattr(self.archive.client(), "cache_index", None)
+        except ArchiveError:  # a misconfigured archive has no cache to show (choosing it said why)
+            return None
+
+    def pinned_studies(self) -> set[str]:
+        index = self._cache_index()
+        return set(index.pinned()) if index is not None else set()
+
+    def _study_menu(self, pos) -> None:
+        item = self.table.itemAt(pos)
+        if item is None:
+            return
+        self.table.selectRow(item.row())
+        menu = self.study_menu(self.studies[item.row()])
+        if menu is not None:
+            menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    def study_menu(self, study: StudyRef) -> QMenu | None:
+        """The study's context menu (None when it offers nothing): pin / unpin in a remote archive's cache."""
+        if self._cache_index() is None:
+            return None
+        menu = QMenu(self)
+        if study.study_instance_uid in self.pinned_studies():
+            menu.addAction("Unpin", lambda: self.set_pinned(study, False))
+        else:
+            menu.addAction("Keep offline (pin)", lambda: self.set_pinned(study, True))
+        return menu
+
+    def set_pinned(self, study: StudyRef, on: bool) -> None:
+        """Pin a study in the cache and retrieve its series in the background, or unpin it."""
+        index = self._cache_index()
+        if index is None:
+            return
+        uid = study.study_instance_uid
+        if on:
+            index.pin(uid)
+            self.runner.submit("series", lambda progress, cancel: self.archive.find_series(uid),
+                               on_done=self.retrievals.request, on_failed=self._failed)
+        else:
+            index.unpin(uid)
+        self._mark_pins()
+        who = patient_name(study.patient_name) or study.patient_id
+        emit(self.status, f"{'Pinned' if on else 'Unpinned'} the study of {who}")
+
+    def _mark_pins(self) -> None:
+        pinned = self.pinned_studies()
+        for row, s in enumerate(self.studies):
+            item = self.table.item(row, 0)
+            if item is not None:
+                mark = PIN_MARK if s.study_instance_uid in pinned else ""
+                item.setText(mark + patient_name(s.patient_name))
+                item.setToolTip("kept offline in the cache (pinned)" if mark else "")
 
     # -- delete -------------------------------------------------------------------------------------------
     def confirm(self, title: str, text: str) -> bool:
@@ -333,6 +443,7 @@ class StudyBrowser(QWidget):
     # -- import & drop -------------------------------------------------------------------------------------
     def _after_import(self, report) -> None:
         self.refresh()
+        self.priors.refresh()  # an imported study may be a prior of the open one
 
     def dragEnterEvent(self, ev) -> None:  # noqa: N802
         if ev.mimeData().hasUrls():

@@ -24,6 +24,7 @@ class Tool(enum.Enum):
     LENGTH = "Length"
     ELLIPSE = "Ellipse ROI"
     CROSSHAIR = "Crosshair"  # MPR: click/drag moves the linked point
+    ANNOTATE = "Annotate"  # label tools: the drag goes to ``SliceTools.annotator``
 
 
 @dataclass
@@ -51,6 +52,8 @@ class SliceTools:
         self._drag: _Drag | None = None
         self.on_point: Callable[[np.ndarray], None] | None = None  # crosshair tool target
         self.measurements: list[MeasurementHandle] = []
+        #: Receives press/move/release (view, x, y) of the ANNOTATE tool (an annotation session), or None.
+        self.annotator = None
 
     @property
     def dragging(self) -> bool:
@@ -62,6 +65,8 @@ class SliceTools:
         self._drag = _Drag(tool, (x, y), (x, y), window=self.view.window)
         if tool is Tool.CROSSHAIR:
             self._move_point(x, y)
+        elif tool is Tool.ANNOTATE and self.annotator is not None:
+            self.annotator.press(self.view, x, y)
 
     def move(self, x: float, y: float) -> None:
         d = self._drag
@@ -85,11 +90,15 @@ class SliceTools:
             self._changed("measurement")
         elif d.tool is Tool.CROSSHAIR:
             self._move_point(x, y)
+        elif d.tool is Tool.ANNOTATE and self.annotator is not None:
+            self.annotator.move(self.view, x, y)
 
     def release(self, x: float, y: float) -> MeasurementHandle | None:
         d, self._drag = self._drag, None
         if d is None:
             return None
+        if d.tool is Tool.ANNOTATE and self.annotator is not None:
+            self.annotator.release(self.view, x, y)
         if d.tool not in (Tool.LENGTH, Tool.ELLIPSE):
             return None
         if d.preview is not None:

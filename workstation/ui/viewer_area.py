@@ -1,4 +1,9 @@
-"""The central viewer area: 1x1, 1x2 and 2x2 grids of slice viewports, or the MPR 1+3 panel."""
+"""The central viewer area: 1x1, 1x2 and 2x2 grids of slice viewports, or the MPR 1+3 panel.
+
+:meth:`ViewerArea.side_by_side` readies a comparison: 1x2, the current volume on the left, the right
+viewport returned for a prior, the two linked by :attr:`ViewerArea.scroll_sync` (unlinked again when the
+layout drops the right viewport).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from PySide6.QtWidgets import QGridLayout, QStackedWidget, QWidget
 
 from workstation.ui.mpr import MprPanel
 from workstation.ui.qt_compat import emit
+from workstation.ui.sync_scroll import ScrollSync
 from workstation.ui.viewport import SliceViewport
 
 
@@ -47,10 +53,13 @@ class ViewerArea(QStackedWidget):
         self.addWidget(self.mpr)
         self.layout_kind = Layout.ONE
         self.active = self.viewports[0]
+        self.scroll_sync = ScrollSync()
         self.set_layout(Layout.ONE)
 
     def set_layout(self, layout: Layout) -> None:
         self.layout_kind = Layout(layout)
+        if self.layout_kind in (Layout.ONE, Layout.MPR):
+            self.scroll_sync.unlink()  # the right viewport is hidden: nothing to keep in step
         if self.layout_kind is Layout.MPR:
             self.setCurrentWidget(self.mpr)
             self.set_active(self.mpr.axial)
@@ -82,3 +91,14 @@ class ViewerArea(QStackedWidget):
 
     def active_slice_viewport(self) -> SliceViewport | None:
         return self.active if isinstance(self.active, SliceViewport) else None
+
+    def side_by_side(self) -> SliceViewport:
+        """Switch to 1x2 with the active volume on the left, link scrolling, return the right viewport."""
+        current = self.active_slice_viewport()
+        left, right = self.viewports[:2]
+        self.set_layout(Layout.ONE_BY_TWO)
+        if current is not None and current is not left and current.volume is not None:
+            left.set_volume(current.volume)
+        self.set_active(left)
+        self.scroll_sync.link(left, right)
+        return right

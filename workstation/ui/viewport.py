@@ -39,6 +39,7 @@ class SliceViewport(QWidget):
     activated = Signal(object)
     status = Signal(str)  # text for the main window's status bar
     slice_changed = Signal()
+    volume_changed = Signal()  # after set_volume (linked views re-align)
     window_changed = Signal()
 
     def __init__(self, orientation: Orientation = Orientation.AXIAL, parent: QWidget | None = None) -> None:
@@ -108,6 +109,7 @@ class SliceViewport(QWidget):
             self.view.set_window(state[1])
         self.view.fit()
         self.refresh()
+        emit(self.volume_changed)
 
     def loader_callback(self):
         """What to pass as the loader's ``into``: thread-safe, shows the first slice as soon as it exists."""

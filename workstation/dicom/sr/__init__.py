@@ -7,7 +7,7 @@ same model objects.  The observer is a person (a name) or a device (an AI model,
 :meth:`DeviceObserver.for_model`); a ``predecessor`` SR makes the new document its next revision.
 """
 
-from workstation.dicom.sr.decode import sr_to_findings
+from workstation.dicom.sr.decode import sr_attributes, sr_person_observer, sr_to_findings
 from workstation.dicom.sr.encode import DeviceObserver, SrError, findings_to_sr
 
-__all__ = ["DeviceObserver", "SrError", "findings_to_sr", "sr_to_findings"]
+__all__ = ["DeviceObserver", "SrError", "findings_to_sr", "sr_attributes", "sr_person_observer", "sr_to_findings"]

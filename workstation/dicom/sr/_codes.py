@@ -53,10 +53,21 @@ LOCAL_SCHEME = "99WKST"
 REVIEW_STATUS = Code("REVIEW", LOCAL_SCHEME, "Review status")
 ACCEPTED = Code("ACCEPTED", LOCAL_SCHEME, "Accepted")
 REJECTED = Code("REJECTED", LOCAL_SCHEME, "Rejected")
+EDITED = Code("EDITED", LOCAL_SCHEME, "Edited")  # changed by the reviewer (label or box), kept in its new form
 FINDING_KIND = Code("KIND", LOCAL_SCHEME, "Finding kind")
 KINDS = {k: Code(k.upper(), LOCAL_SCHEME, k.capitalize()) for k in ("region", "box", "point", "classification")}
 BOUNDING_BOX = Code("BBOX", LOCAL_SCHEME, "Bounding box")
 SEGMENT_NUMBER = Code("SEGNUM", LOCAL_SCHEME, "Segment number in source label map")
+ATTRIBUTE_PREFIX = "ATTR"  # code values of per-finding attributes (schema keys): ATTR + 12 hex of the key
+
+
+def attribute_concept(key: str) -> Code:
+    """The concept of a finding attribute (a label schema key); the key itself is the code meaning."""
+    import hashlib
+
+    if not key:
+        raise ValueError("an attribute needs a key")
+    return Code(ATTRIBUTE_PREFIX + hashlib.sha1(key.encode()).hexdigest()[:12].upper(), LOCAL_SCHEME, key[:64])
 
 
 def local_scheme_item() -> Dataset:

@@ -47,6 +47,33 @@ def sr_to_findings(dataset: Dataset) -> tuple[list[Finding], list[Measurement]]:
     return findings, measurements
 
 
+def sr_attributes(dataset: Dataset) -> dict[str, dict[str, object]]:
+    """Per finding uid, the attributes ``findings_to_sr`` stored (schema key -> text or integer)."""
+    out: dict[str, dict[str, object]] = {}
+    for group in _groups(dataset):
+        items = _by_concept(group)
+        if C.key(C.PROBABILITY) not in items:
+            continue
+        values: dict[str, object] = {}
+        for item in group.get("ContentSequence") or []:
+            seq = item.get("ConceptNameCodeSequence")
+            if not seq or str(seq[0].CodingSchemeDesignator) != C.LOCAL_SCHEME \
+                    or not str(seq[0].CodeValue).startswith(C.ATTRIBUTE_PREFIX):
+                continue
+            key = str(seq[0].CodeMeaning)
+            if item.ValueType == "NUM":
+                values[key] = int(float(item.MeasuredValueSequence[0].NumericValue))
+            else:
+                values[key] = str(item.get("TextValue", "")).strip()
+        out[_finding_uid(_text(items, C.TRACKING_UID))] = values
+    return out
+
+
+def sr_person_observer(dataset: Dataset) -> str:
+    """The person observer of the whole report ("" for a device's report)."""
+    return _document_person(dataset)
+
+
 def _groups(dataset: Dataset) -> Iterator[Dataset]:
     for item in dataset.get("ContentSequence") or []:
         if C.concept_of(item) == C.IMAGING_MEASUREMENTS:
@@ -129,7 +156,8 @@ def _decision(items: dict) -> Decision | None:
     if not found:
         return None
     item = found[0]
-    status = Status.ACCEPTED if item.ConceptCodeSequence[0].CodeValue == C.ACCEPTED.value else Status.REJECTED
+    status = {C.ACCEPTED.value: Status.ACCEPTED, C.EDITED.value: Status.EDITED}.get(
+        str(item.ConceptCodeSequence[0].CodeValue), Status.REJECTED)
     who = [str(c.PersonName) for c in item.get("ContentSequence") or []
            if C.concept_of(c) == C.key(C.PERSON_OBSERVER_NAME)]
     if not who or "ObservationDateTime" not in item:

@@ -15,7 +15,14 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code as DicomCode
 
-from workstation.dicom.seg import MANUFACTURER, MODEL_NAME, SOFTWARE_VERSION, _fix_patient_age, read_source_headers
+from workstation.dicom.seg import (
+    MANUFACTURER,
+    MODEL_NAME,
+    SOFTWARE_VERSION,
+    _fix_patient_age,
+    clean_sources,
+    read_source_headers,
+)
 from workstation.dicom.sr import _codes as C
 from workstation.model.finding import Finding, Provenance, Status
 from workstation.model.labelmap import Code
@@ -59,19 +66,23 @@ def tracking_uid(finding_uid: str) -> str:
 def findings_to_sr(findings: Sequence[Finding], measurements: Sequence[Measurement],
                    source_datasets_or_refs: Sequence[Dataset | str | Path], *, observer: str | DeviceObserver,
                    series_description: str = "Findings", predecessor: Dataset | None = None,
-                   label_codes: Mapping[str, Code] | None = None, series_number: int = 901) -> Dataset:
+                   label_codes: Mapping[str, Code] | None = None, series_number: int = 901,
+                   attributes: Mapping[str, Mapping[str, object]] | None = None) -> Dataset:
     """Encode findings and measurements as a TID 1500 measurement report (fresh SOP Instance UID).
 
     ``source_datasets_or_refs`` are the source images' headers (or their file paths); ``observer`` a
     person's name or a :class:`DeviceObserver`; ``predecessor`` the previous revision of this report (the
     new one joins its series and lists it in PredecessorDocumentsSequence); ``label_codes`` the finding
-    type code of a label (else SCT "Clinical finding").
+    type code of a label (else SCT "Clinical finding"); ``attributes`` per finding uid the label schema's
+    attributes (text or integer values, e.g. nodule type, malignancy), read back by ``sr_attributes``.
     """
     sources = _sources(source_datasets_or_refs)
     frame_uid = _frame_of_reference(sources)
     modality = str(sources[0].get("Modality", ""))
     slabs = [_in_slab(f.bbox_min_mm, f.bbox_max_mm, f.centroid_mm, sources) for f in findings]
     groups = [_finding_group(f, slab, frame_uid, (label_codes or {}).get(f.label)) for f, slab in zip(findings, slabs)]
+    for f, group in zip(findings, groups):
+        group[0].ContentSequence.extend(_attribute_items((attributes or {}).get(f.uid, {})))
     groups += [_measurement_group(n, m, frame_uid, modality) for n, m in enumerate(measurements, start=1)]
     # The image library lists the images the groups lie on (all 133 of a CT would cost seconds to build).
     on = [ds for slab in slabs for ds in slab] + [ds for m in measurements for ds in _measurement_images(m, sources)]
@@ -104,7 +115,7 @@ def _sources(given: Sequence[Dataset | str | Path]) -> list[Dataset]:
     datasets = [g for g in given if isinstance(g, Dataset)]
     if len(paths) + len(datasets) != len(given):
         raise SrError("source images must be pydicom Datasets (headers) or file paths")
-    return datasets + read_source_headers(paths)
+    return clean_sources(datasets + read_source_headers(paths))
 
 
 def _frame_of_reference(sources: Sequence[Dataset]) -> str:
@@ -156,11 +167,27 @@ def _finding_group(f: Finding, slab: Sequence[Dataset], frame_uid: str,
     return group
 
 
+def _attribute_items(values: Mapping[str, object]) -> list[Dataset]:
+    """One TEXT (choice, text) or NUM (scale) item per attribute, concept in the local scheme."""
+    out = []
+    for key, value in values.items():
+        concept = C.attribute_concept(key)
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise SrError(f"attribute {key!r}: expected text or an integer, got {value!r}")
+        if isinstance(value, int):
+            out.append(hd.sr.NumContentItem(concept, value, C.NO_UNITS,
+                                            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+        else:
+            out.append(hd.sr.TextContentItem(concept, value[:1024] or " ",
+                                             relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    return out
+
+
 def _decision(f: Finding) -> hd.sr.QualitativeEvaluation:
     """ACCEPTED / REJECTED, with who as a Person Observer Name and when as the item's ObservationDateTime."""
     decision = f.decision
-    evaluation = hd.sr.QualitativeEvaluation(C.REVIEW_STATUS,
-                                             C.ACCEPTED if decision.status is Status.ACCEPTED else C.REJECTED)
+    status = {Status.ACCEPTED: C.ACCEPTED, Status.EDITED: C.EDITED}.get(decision.status, C.REJECTED)
+    evaluation = hd.sr.QualitativeEvaluation(C.REVIEW_STATUS, status)
     item = evaluation[0]
     item.ObservationDateTime = decision.at.strftime("%Y%m%d%H%M%S.%f") + _tz(decision.at)
     with warnings.catch_warnings():  # user names are often one component ("jsmith"); PN allows that
