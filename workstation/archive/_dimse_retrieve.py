@@ -84,6 +84,31 @@ def count_query(study: str, series: str) -> Dataset:
     return ds
 
 
+def instance_count(archive, study: str, series: str) -> int | None:
+    """How many instances ``archive`` (a DimseArchive) holds in the series, by one SERIES-level C-FIND
+    (connecting for at most 3 s); None when it cannot tell: unreachable, refusing, or not counting."""
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as find_model
+
+    from workstation.archive.client import ArchiveError
+
+    ae = archive._ae()
+    ae.connection_timeout = min(3.0, archive.timeout)
+    ae.add_requested_context(find_model)
+    try:
+        with archive._association(ae) as assoc:
+            matches = archive._find_on(assoc, count_query(study, series), f"counting the instances of {series}")
+    except ArchiveError:
+        return None
+    if len(matches) != 1:
+        return None
+    value = matches[0].get("NumberOfSeriesRelatedInstances", None)
+    try:
+        count = int(value) if value not in (None, "") else 0
+    except (TypeError, ValueError):
+        return None
+    return count or None
+
+
 def numbered_query(study: str, series: str, number: int) -> Dataset:
     """The IMAGE-level identifier finding the instance with this Instance Number."""
     ds = Dataset()

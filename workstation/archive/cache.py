@@ -1,9 +1,13 @@
 """The on-disk cache of instances retrieved from remote archives.
 
 Layout: ``<root>/<study uid>/<series uid>/<sop uid>.dcm``.  A file is only ever complete: it is written
-to a hidden ``.<sop uid>.<random>.part`` in the same folder and moved into place with ``os.replace``,
+to a hidden ``.<sop uid>.<pid>-<random>.part`` in the same folder and moved into place with ``os.replace``,
 so an interrupted retrieval leaves whole instances (kept: the next retrieval resumes after them) and no
-partial ``.dcm``.  Leftover ``.part`` files of a crash are removed when the series is fetched again.
+partial ``.dcm``.  Leftover ``.part`` files of a crash are removed when the series is fetched again; those
+still being written (by a thread of this process, or by another process still running) are left alone, so
+two retrievals of one series at once (a prefetch and the reader's open, two workstations on one cache)
+never delete each other's files.  They may write the same instance twice; the second ``os.replace`` puts
+identical bytes in place.
 
 Bounds: :class:`CacheIndex` (``<root>/cache-index.sqlite``) indexes every instance written by SOP Instance
 UID (path, study, series, size), remembers which series are complete and when each series was last opened,
@@ -27,6 +31,25 @@ from pathlib import Path
 from workstation.archive.local import safe_component
 
 PART_SUFFIX = ".part"
+_live_parts: set[Path] = set()  # temporary files being written by this process now
+_live_lock = threading.Lock()
+
+
+def _part_owner(name: str) -> int | None:
+    """The process id in a ``.<sop>.<pid>-<random>.part`` name (None: an older name, or not ours)."""
+    tag = name[: -len(PART_SUFFIX)].rsplit(".", 1)[-1]
+    pid, sep, _ = tag.partition("-")
+    return int(pid) if sep and pid.isdigit() else None
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, as another user
+        return True
+    return True
 INDEX_NAME = "cache-index.sqlite"
 DEFAULT_MAX_MB = 20000
 
@@ -55,8 +78,29 @@ class SeriesCache:
         return sorted(p for p in self.folder.glob("*.dcm") if not p.name.startswith("."))
 
     def temp_path(self, sop_uid: str) -> Path:
+        """A fresh temporary name for the instance (the folder made); :meth:`remove_parts` may delete it."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        return self.folder / f".{safe_component(sop_uid)}.{secrets.token_hex(4)}{PART_SUFFIX}"
+        return self._temp_name(sop_uid)
+
+    def _temp_name(self, sop_uid: str) -> Path:
+        return self.folder / f".{safe_component(sop_uid)}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
+
+    @contextlib.contextmanager
+    def _writing(self, sop_uid: str):
+        """A fresh temporary path, known as live (not to be cleaned up) until the block ends; removed then
+        unless it was moved into place."""
+        tmp = self._temp_name(sop_uid)
+        with _live_lock:
+            _live_parts.add(tmp)
+        try:
+            yield tmp
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        finally:
+            with _live_lock:
+                _live_parts.discard(tmp)
 
     def record_many(self, rows: Sequence[tuple[str, Path, int]]) -> None:
         """Index instances written with ``record=False``: (SOP UID, path, size) each, in one transaction."""
@@ -69,9 +113,8 @@ class SeriesCache:
         No fsync: this is a copy of what the archive holds, not worth a disk flush per instance (a crash
         of the process still leaves only whole files).  ``record=False`` leaves indexing to
         :meth:`record_many`."""
-        tmp = self.folder / f".{safe_component(sop_uid)}.{secrets.token_hex(4)}{PART_SUFFIX}"
         size = 0
-        try:
+        with self._writing(sop_uid) as tmp:
             try:
                 fp = open(tmp, "wb")  # noqa: SIM115 - closed by the with below
             except FileNotFoundError:  # the first instance of the series: no folder yet
@@ -83,35 +126,35 @@ class SeriesCache:
                     size += len(chunk)
             final = self.path(sop_uid)
             os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
         if record:
             self._record(sop_uid, final, size)
         return final, size
 
     def write_dataset(self, sop_uid: str, dataset) -> tuple[Path, int]:
         """Write a pydicom dataset (with its file meta) atomically; returns (final path, size)."""
-        tmp = self.temp_path(sop_uid)
-        try:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self._writing(sop_uid) as tmp:
             dataset.save_as(tmp, enforce_file_format=True)
             final = self.path(sop_uid)
             size = tmp.stat().st_size
             os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
         self._record(sop_uid, final, size)
         return final, size
 
     def remove_parts(self) -> None:
-        """Delete temporary files left by an interrupted write."""
-        if self.folder.is_dir():
-            for p in self.folder.glob(f".*{PART_SUFFIX}"):
-                with contextlib.suppress(OSError):
-                    p.unlink()
+        """Delete temporary files left by an interrupted write: not those another retrieval of the series
+        (a thread here, or a process still running) is writing now."""
+        if not self.folder.is_dir():
+            return
+        me = os.getpid()
+        with _live_lock:
+            live = set(_live_parts)
+        for p in self.folder.glob(f".*{PART_SUFFIX}"):
+            owner = _part_owner(p.name)
+            if p in live or (owner is not None and owner != me and _process_alive(owner)):
+                continue
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 @dataclass(frozen=True)
@@ -247,6 +290,20 @@ class CacheIndex:
             size = sum(p.stat().st_size for p in paths)
             progress(Progress(len(paths), len(paths), f"{len(paths)} instances from the cache", size))
         return paths
+
+    def open_current(self, series: str, remote_count, progress=None) -> list[Path] | None:
+        """Like :meth:`open_complete`, unless the archive now holds more instances of the series than the cache
+        (a SEG revision added to an existing series): None then, and the caller retrieves what is missing.
+
+        ``remote_count(study_uid) -> int | None`` asks the archive; None when it cannot tell (offline, or the
+        archive does not say), and the cached series is served as it is."""
+        hit = self.complete_files(series)
+        if hit is None:
+            return None
+        count = remote_count(hit[0])
+        if count is not None and count > len(hit[1]):
+            return None
+        return self.open_complete(series, progress)
 
     # -- reading ---------------------------------------------------------------------------------------------
     def complete_files(self, series: str) -> tuple[str, list[Path]] | None:

@@ -121,6 +121,7 @@ class DicomWebArchive:
         self.tokens = None  # the OAuth2 TokenSource, for an archive behind a token server
         self.session = self._session(ca_bundle, retries, backoff)
         self._local = threading.local()
+        self._check_session: requests.Session | None = None  # see instance_count
 
     def _session(self, ca_bundle, retries: int, backoff: float) -> requests.Session:
         session = requests.Session()
@@ -222,6 +223,30 @@ class DicomWebArchive:
             raise NotFound(f"series {series_instance_uid} is not in the {self.name} archive")
         return study
 
+    def instance_count(self, study_uid: str, series_uid: str) -> int | None:
+        """How many instances the archive holds in the series (QIDO-RS NumberOfSeriesRelatedInstances); None
+        when it cannot tell: unreachable (asked once, without retries, connecting for at most 3 s), refusing,
+        or not saying."""
+        if self._check_session is None:
+            quick = requests.Session()
+            quick.auth, quick.verify = self.session.auth, self.session.verify
+            quick.headers.update(self.session.headers)
+            adapter = _Adapter(self.session.get_adapter(self.url + "/").ca_bundle, max_retries=0)
+            quick.mount("http://", adapter)
+            quick.mount("https://", adapter)
+            self._check_session = quick
+        query = f"SeriesInstanceUID={quote(series_uid)}&includefield=NumberOfSeriesRelatedInstances"
+        try:
+            response = self._check_session.get(f"{self.url}/studies/{study_uid}/series?{query}",
+                                               timeout=(min(3.0, self.timeout), self.timeout),
+                                               headers={"Accept": "application/dicom+json"})
+            response.raise_for_status()
+            items = response.json() if response.content.strip() else []
+        except (requests.RequestException, ValueError, ArchiveError):
+            return None
+        counts = [series_ref(i, study_uid, self.name).number_of_instances for i in items]
+        return counts[0] if len(counts) == 1 and counts[0] > 0 else None
+
     def instance_spots(self, study_uid: str, series_uid: str) -> list[InstanceSpot]:
         """The series' instances in spatial order (WADO-RS metadata)."""
         with self._errors(f"reading the metadata of series {series_uid}"):
@@ -240,9 +265,11 @@ class DicomWebArchive:
         """
         if self.cache_index is None:
             raise ArchiveError(f"{self.name}: no cache folder configured to retrieve into")
-        cached = self.cache_index.open_complete(series_instance_uid, progress)
+        cached = self.cache_index.open_current(
+            series_instance_uid, lambda study: self.instance_count(study_instance_uid or study, series_instance_uid),
+            progress)
         if cached is not None:
-            return cached  # no network
+            return cached  # complete, and the archive has nothing new (or cannot be asked)
         with self.cache_index.retrieving(series_instance_uid):
             study = study_instance_uid or self.study_of_series(series_instance_uid)
             paths, sops = self._fetch_into_cache(study, series_instance_uid, progress, cancel)

@@ -29,7 +29,8 @@ from pynetdicom.sop_class import (
 
 from workstation.archive._dimse_patients import PatientMatch, patient_match, patient_query
 from workstation.archive._dimse_retrieve import (
-    Receiver, batches, count_query, image_query, middle_out_missing, numbered_query, retrieve_identifier, spots_of,
+    Receiver, batches, count_query, image_query, instance_count, middle_out_missing, numbered_query,
+    retrieve_identifier, spots_of,
 )
 from workstation.archive._dimse_store import NATIVE, headers, payload
 from workstation.archive._dimse_support import (
@@ -292,9 +293,11 @@ class DimseArchive:
         files in spatial order."""
         if self.cache_index is None:
             raise ArchiveError(f"{self.name}: no cache folder configured to retrieve into")
-        cached = self.cache_index.open_complete(series_instance_uid, progress)
+        cached = self.cache_index.open_current(
+            series_instance_uid, lambda st: instance_count(self, study_instance_uid or st, series_instance_uid),
+            progress)
         if cached is not None:
-            return cached  # no network
+            return cached  # complete, and the archive has nothing new (or cannot be asked)
         with self.cache_index.retrieving(series_instance_uid):
             study = study_instance_uid or self.study_of_series(series_instance_uid)
             cache = self.cache_index.series_cache(study, series_instance_uid)

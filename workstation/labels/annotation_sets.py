@@ -159,7 +159,9 @@ def list_sets(archive, study_instance_uid: str, extra_paths: Sequence[Path] = ()
     for series in archive.find_series(study_instance_uid) if archive is not None else []:
         if series.modality not in ("SEG", "SR"):
             continue
-        for path in _fetch_fresh(archive, series):
+        # a cached annotation series that the archive has grown since (a new revision) is topped up by the
+        # client itself: both remote clients compare the archive's instance count with the cache's
+        for path in archive.fetch_series(series.series_instance_uid):
             found = _revision(Path(path), series.modality)
             if found is not None and found[1].sop_instance_uid not in seen:
                 seen.add(found[1].sop_instance_uid)
@@ -176,20 +178,6 @@ def list_sets(archive, study_instance_uid: str, extra_paths: Sequence[Path] = ()
     return [AnnotationSet(study_instance_uid, annotator, name, tuple(sorted(by["SEG"], key=order)),
                           tuple(sorted(by["SR"], key=order)))
             for (annotator, name), by in sorted(sets.items())]
-
-
-def _fetch_fresh(archive, series) -> list[Path]:
-    """The series' files; a cached copy older than the archive's instance count is fetched again.
-
-    Remote archives cache a series once complete, as images never change; an annotation series grows
-    with every revision, so a cache that holds fewer instances than the archive reports is dropped.
-    """
-    paths = archive.fetch_series(series.series_instance_uid)
-    cache = getattr(archive, "cache_index", None)
-    if series.number_of_instances > len(paths) and cache is not None:
-        cache.remove_series(series.study_instance_uid, series.series_instance_uid)
-        paths = archive.fetch_series(series.series_instance_uid)
-    return paths
 
 
 def _revision(path: Path, modality: str, study_instance_uid: str = "") -> tuple[str, Revision] | None:

@@ -1,6 +1,9 @@
 """The archives dialog: add, edit, remove and test the remote archives (DICOMweb or DIMSE).
 
-The list is saved with :func:`workstation.config.save_archives`; passwords and tokens go to the
+The form shows the fields of the archive's kind and authentication: DICOMweb with none, basic, bearer or
+OAuth2 (token URL, client id, scope) authentication; DIMSE with C-GET or C-MOVE, optionally over TLS (CA
+bundle, client certificate and key).  Fields it does not show are kept as they were.  The list is saved with
+:func:`workstation.config.save_archives`; passwords, tokens and OAuth2 client secrets go to the
 :class:`~workstation.archive.credentials.SecretStore` (OS keyring, else a user-only file), never into the
 settings file.  "Test" sends a C-ECHO or one QIDO-RS query on the task runner and shows the answer.
 """
@@ -9,21 +12,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QComboBox, QDialog, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QListWidget, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel,
+                               QLineEdit, QListWidget, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from workstation.config import ARCHIVE_KINDS, AUTH_KINDS, RETRIEVE_KINDS, ArchiveEndpoint, save_archives
+from workstation.config import ALL_AUTH_KINDS, ARCHIVE_KINDS, RETRIEVE_KINDS, ArchiveEndpoint, save_archives
 from workstation.ui.qt_compat import emit
 from workstation.ui.tasks import TaskRunner
 
 
 class EndpointForm(QWidget):
-    """The fields of one archive; :meth:`endpoint` validates them into an ArchiveEndpoint."""
+    """The fields of one archive; :meth:`endpoint` validates them into an ArchiveEndpoint.
+
+    Only the rows that apply to the chosen kind and authentication are shown.  The endpoint last shown is kept:
+    :meth:`endpoint` starts from it, so a field the form does not edit survives a save unchanged.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._base = ArchiveEndpoint(name="", kind="dicomweb")
         self.name = QLineEdit()
         self.kind = QComboBox()
         self.kind.addItems(ARCHIVE_KINDS)
@@ -35,22 +44,51 @@ class EndpointForm(QWidget):
         self.retrieve = QComboBox()
         self.retrieve.addItems(RETRIEVE_KINDS)
         self.move_port = QSpinBox(maximum=65535)
+        self.tls = QCheckBox("TLS on the association (C-GET only)")
         self.auth = QComboBox()
-        self.auth.addItems(AUTH_KINDS)
+        self.auth.addItems(ALL_AUTH_KINDS)
         self.user = QLineEdit()
+        self.token_url = QLineEdit(placeholderText="https://idp.example.org/oauth2/token")
+        self.client_id = QLineEdit()
+        self.scope = QLineEdit(placeholderText="optional")
         self.secret = QLineEdit(placeholderText="unchanged when left empty")
         self.secret.setEchoMode(QLineEdit.EchoMode.Password)
-        self.ca_bundle = QLineEdit()
+        self.ca_bundle = QLineEdit(placeholderText="PEM file; empty: the system's trusted CAs")
+        self.tls_cert = QLineEdit(placeholderText="PEM file, if the archive wants a client certificate")
+        self.tls_key = QLineEdit(placeholderText="PEM file; empty: in the certificate file")
         self.timeout = QDoubleSpinBox(minimum=0.5, maximum=600, value=30)
-        form = QFormLayout(self)
+        self.layout_ = form = QFormLayout(self)
+        self.secret_label = QLabel("Password")
         for label, w in (("Name", self.name), ("Kind", self.kind), ("URL", self.url), ("Host", self.host),
                          ("Port", self.port), ("Called AE", self.called_ae), ("Calling AE", self.calling_ae),
-                         ("Retrieve", self.retrieve), ("C-MOVE port", self.move_port), ("Auth", self.auth),
-                         ("User", self.user), ("Password / token", self.secret), ("CA bundle", self.ca_bundle),
-                         ("Timeout (s)", self.timeout)):
+                         ("Retrieve", self.retrieve), ("C-MOVE port", self.move_port), ("TLS", self.tls),
+                         ("Auth", self.auth), ("User", self.user), ("Token URL", self.token_url),
+                         ("Client id", self.client_id), ("Scope", self.scope), (self.secret_label, self.secret),
+                         ("CA bundle", self.ca_bundle), ("Client certificate", self.tls_cert),
+                         ("Client key", self.tls_key), ("Timeout (s)", self.timeout)):
             form.addRow(label, w)
+        for signal in (self.kind.currentTextChanged, self.auth.currentTextChanged,
+                       self.retrieve.currentTextChanged, self.tls.toggled):
+            signal.connect(self._update_rows)
+        self._update_rows()
+
+    def _update_rows(self, *_args) -> None:
+        """Show the rows that apply to the kind, retrieval and authentication chosen."""
+        web, auth = self.kind.currentText() == "dicomweb", self.auth.currentText()
+        tls = not web and self.tls.isChecked()
+        rows = {self.url: web, self.auth: web, self.user: web and auth == "basic",
+                self.token_url: web and auth == "oauth2", self.client_id: web and auth == "oauth2",
+                self.scope: web and auth == "oauth2", self.secret: web and auth != "none",
+                self.host: not web, self.port: not web, self.called_ae: not web, self.retrieve: not web,
+                self.move_port: not web and self.retrieve.currentText() == "move", self.tls: not web,
+                self.ca_bundle: web or tls, self.tls_cert: tls, self.tls_key: tls}
+        for widget, visible in rows.items():
+            self.layout_.setRowVisible(widget, visible)
+        self.secret_label.setText({"basic": "Password", "bearer": "Access token",
+                                   "oauth2": "Client secret"}.get(auth, "Secret"))
 
     def show_endpoint(self, ep: ArchiveEndpoint) -> None:
+        self._base = ep
         self.name.setText(ep.name)
         self.kind.setCurrentText(ep.kind)
         self.url.setText(ep.url)
@@ -60,11 +98,18 @@ class EndpointForm(QWidget):
         self.calling_ae.setText(ep.calling_ae)
         self.retrieve.setCurrentText(ep.retrieve)
         self.move_port.setValue(ep.move_port)
+        self.tls.setChecked(ep.tls)
         self.auth.setCurrentText(ep.auth)
         self.user.setText(ep.user)
+        self.token_url.setText(ep.token_url)
+        self.client_id.setText(ep.client_id)
+        self.scope.setText(ep.scope)
         self.secret.clear()
         self.ca_bundle.setText(ep.ca_bundle)
+        self.tls_cert.setText(ep.tls_cert)
+        self.tls_key.setText(ep.tls_key)
         self.timeout.setValue(ep.timeout)
+        self._update_rows()
 
     def endpoint(self) -> ArchiveEndpoint:
         """The archive the fields describe; raises ValueError naming what is missing."""
@@ -73,24 +118,53 @@ class EndpointForm(QWidget):
             raise ValueError("the archive needs a name")
         if name == "Local":
             raise ValueError("'Local' is the embedded archive's name; choose another")
-        ep = ArchiveEndpoint(name=name, kind=kind, calling_ae=self.calling_ae.text().strip() or "WORKSTATION",
-                             timeout=float(self.timeout.value()))
-        if kind == "dicomweb":
-            url = self.url.text().strip()
-            if not url.startswith(("http://", "https://")):
-                raise ValueError("a DICOMweb archive needs an http:// or https:// URL")
-            auth = self.auth.currentText()
-            if auth == "basic" and not self.user.text().strip():
-                raise ValueError("basic authentication needs a user name")
-            return replace(ep, url=url, auth=auth, user=self.user.text().strip() if auth == "basic" else "",
-                           ca_bundle=self.ca_bundle.text().strip())
+        base = self._base if self._base.kind == kind else ArchiveEndpoint(name=name, kind=kind)
+        ep = replace(base, name=name, calling_ae=self.calling_ae.text().strip() or "WORKSTATION",
+                     timeout=float(self.timeout.value()))
+        return self._dicomweb(ep) if kind == "dicomweb" else self._dimse(ep)
+
+    def _dicomweb(self, ep: ArchiveEndpoint) -> ArchiveEndpoint:
+        url = self.url.text().strip()
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("a DICOMweb archive needs an http:// or https:// URL")
+        auth = self.auth.currentText()
+        if auth == "basic" and not self.user.text().strip():
+            raise ValueError("basic authentication needs a user name")
+        oauth = auth == "oauth2"
+        token_url, client_id = self.token_url.text().strip(), self.client_id.text().strip()
+        if oauth and not token_url.startswith(("http://", "https://")):
+            raise ValueError("OAuth2 needs the token URL (http:// or https://) of the identity provider")
+        if oauth and not client_id:
+            raise ValueError("OAuth2 needs a client id")
+        return replace(ep, url=url, auth=auth, user=self.user.text().strip() if auth == "basic" else "",
+                       token_url=token_url if oauth else "", client_id=client_id if oauth else "",
+                       scope=self.scope.text().strip() if oauth else "",
+                       ca_bundle=_pem_file(self.ca_bundle.text(), "CA bundle"))
+
+    def _dimse(self, ep: ArchiveEndpoint) -> ArchiveEndpoint:
         if not self.host.text().strip() or not self.called_ae.text().strip():
             raise ValueError("a DIMSE archive needs a host and a called AE title")
-        if self.retrieve.currentText() == "move" and not self.move_port.value():
+        retrieve, tls = self.retrieve.currentText(), self.tls.isChecked()
+        if retrieve == "move" and not self.move_port.value():
             raise ValueError("C-MOVE needs the port this workstation listens on")
+        if tls and retrieve == "move":
+            raise ValueError("TLS works with C-GET retrieval only (C-MOVE over TLS is not supported)")
+        cert = _pem_file(self.tls_cert.text(), "client certificate") if tls else ""
+        key = _pem_file(self.tls_key.text(), "client key") if tls else ""
+        if key and not cert:
+            raise ValueError("a client key needs its client certificate")
         return replace(ep, host=self.host.text().strip(), port=self.port.value(),
-                       called_ae=self.called_ae.text().strip(), retrieve=self.retrieve.currentText(),
-                       move_port=self.move_port.value())
+                       called_ae=self.called_ae.text().strip(), retrieve=retrieve, move_port=self.move_port.value(),
+                       tls=tls, ca_bundle=_pem_file(self.ca_bundle.text(), "CA bundle") if tls else "",
+                       tls_cert=cert, tls_key=key)
+
+
+def _pem_file(text: str, what: str) -> str:
+    """``text`` stripped; when not empty it must name an existing file (ValueError saying which)."""
+    path = text.strip()
+    if path and not Path(path).expanduser().is_file():
+        raise ValueError(f"{what} {path}: no such file")
+    return path
 
 
 class ArchivesDialog(QDialog):
@@ -146,18 +220,23 @@ class ArchivesDialog(QDialog):
 
     def save_current(self) -> bool:
         """Validate the form, store the secret, rewrite the settings file.  False (and a message) if invalid."""
-        from workstation.archive.factory import password_key, token_key
-
         try:
             ep = self.form.endpoint()
         except ValueError as exc:
             self._say(str(exc))
             return False
-        secret = self.form.secret.text()
-        if secret:
-            self.secrets.set(password_key(ep.name) if ep.auth == "basic" else token_key(ep.name), secret)
+        key, secret = _secret_key(ep), self.form.secret.text()
+        if key is not None and not secret and ep.auth != "basic" and self.secrets.get(key) is None:
+            self._say(f"{self.form.secret_label.text().lower()} needed: none is stored for {ep.name!r}")
+            return False
+        if key is not None and secret:
+            self.secrets.set(key, secret)
             self.form.secret.clear()
-        self.archives = [a for a in self.archives if a.name != ep.name] + [ep]
+        names = [a.name for a in self.archives]
+        if ep.name in names:  # edited in place: the settings file keeps its order
+            self.archives[names.index(ep.name)] = ep
+        else:
+            self.archives.append(ep)
         path = save_archives(self.home, self.archives)
         self._fill(select=ep.name)
         self._say(f"saved {ep.name!r} in {path}")
@@ -165,15 +244,15 @@ class ArchivesDialog(QDialog):
         return True
 
     def remove_current(self) -> None:
-        from workstation.archive.factory import password_key, token_key
+        from workstation.archive.factory import client_secret_key, password_key, token_key
 
         row = self.list.currentRow()
         if not 0 <= row < len(self.archives):
             return
         ep = self.archives.pop(row)
         save_archives(self.home, self.archives)
-        self.secrets.delete(password_key(ep.name))
-        self.secrets.delete(token_key(ep.name))
+        for key in (password_key(ep.name), token_key(ep.name), client_secret_key(ep.name)):
+            self.secrets.delete(key)
         self._fill()
         self._say(f"removed {ep.name!r}")
         emit(self.saved, tuple(self.archives))
@@ -197,6 +276,15 @@ class ArchivesDialog(QDialog):
             emit(self.tested, text)
 
         self.runner.submit(f"test {ep.name}", run, on_done=report, on_failed=lambda m: report(f"{ep.name}: {m}"))
+
+
+def _secret_key(ep: ArchiveEndpoint) -> str | None:
+    """Where the secret of a DICOMweb endpoint's authentication is stored; None when it has none."""
+    from workstation.archive.factory import client_secret_key, password_key, token_key
+
+    if ep.kind != "dicomweb" or ep.auth == "none":
+        return None
+    return {"basic": password_key, "bearer": token_key, "oauth2": client_secret_key}[ep.auth](ep.name)
 
 
 def remote_factories(settings, archives=None) -> dict:
