@@ -65,7 +65,8 @@ def build_app(settings: Settings, *, samples: bool, synchronous: bool | None = N
     from workstation.ai.registry import BUILTIN_PLUGINS
 
     window = MainWindow(switch, runner, plugins=discover((BUILTIN_PLUGINS, *settings.plugin_dirs)))
-    window.ai.configure(user=settings.user_name, autorun=settings.ai_autorun)
+    window.ai.configure(user=settings.user_name, autorun=settings.ai_autorun,
+                        results_dir=settings.home / "ai-results", threads=settings.ai_threads)
     runner.setParent(window)
     window.browser.set_archives_editor(archives_editor(settings, switch, runner))
     from workstation.sync.cli import outbox_dir
@@ -80,6 +81,7 @@ def build_app(settings: Settings, *, samples: bool, synchronous: bool | None = N
     from workstation.ui.annotation_controller import AnnotationController
 
     window.annotation = AnnotationController(window, settings.home, annotator=settings.user_name or None)
+    window.finish_setup(settings.home / "window-layout.ini")  # docks arranged, last run's layout restored
     if samples:
         def setup(handle) -> None:
             handle.done.connect(window.browser.refresh)

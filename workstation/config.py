@@ -14,6 +14,7 @@ The TOML file is ``home/workstation.toml``::
     cache_max_mb = 20000                 # size limit of the retrieval cache; least recently used out
     user_name = "Smith^Jane"             # who signs AI review decisions; default: the OS user
     ai_autorun = ["brainchop-tissue"]    # plugins run by themselves when a series they take opens
+    ai_threads = 4                       # inference threads per AI run; 0 (default) = onnxruntime's own
     plugin_dirs = ["/opt/site-plugins"]  # more plugin folders (<dir>/<id>/plugin.toml)
 
     [[archives]]
@@ -54,8 +55,8 @@ from pathlib import Path
 CONFIG_FILE_NAME = "workstation.toml"
 DEFAULT_CACHE_MAX_MB = 20000
 ARCHIVE_KINDS = ("dicomweb", "dimse")
-AUTH_KINDS = ("none", "basic", "bearer")  # what the archives dialog edits
-ALL_AUTH_KINDS = (*AUTH_KINDS, "oauth2")  # oauth2: `workstation archives add ... --oauth-token-url` for now
+AUTH_KINDS = ("none", "basic", "bearer")  # a user (basic) or one stored secret (bearer)
+ALL_AUTH_KINDS = (*AUTH_KINDS, "oauth2")  # oauth2: token_url + client_id, the client secret stored
 RETRIEVE_KINDS = ("get", "move")
 
 
@@ -98,6 +99,7 @@ class Settings:
     cache_max_mb: int = DEFAULT_CACHE_MAX_MB  # retrieval cache size limit (megabytes)
     user_name: str = ""  # who signs review decisions on AI findings; "" = the OS user
     ai_autorun: tuple[str, ...] = ()  # plugin ids run automatically when a series they take is opened
+    ai_threads: int = 0  # onnxruntime intra-op threads for AI runs; 0 = onnxruntime's default (all cores)
     plugin_dirs: tuple[Path, ...] = ()  # folders of site plugins (<dir>/<id>/plugin.toml), besides the built-in ones
 
     @property
@@ -239,7 +241,11 @@ def _ai_settings(data: dict, config_file: Path) -> dict:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise ConfigError(f"{config_file}: {key} must be an array of non-empty strings")
         lists[key] = value
-    return {"user_name": user.strip(), "ai_autorun": tuple(v.strip() for v in lists["ai_autorun"]),
+    threads = data.get("ai_threads", 0)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ConfigError(f"{config_file}: ai_threads must be a whole number, 0 (onnxruntime's default) or more")
+    return {"user_name": user.strip(), "ai_threads": threads,
+            "ai_autorun": tuple(v.strip() for v in lists["ai_autorun"]),
             "plugin_dirs": tuple(Path(v).expanduser() for v in lists["plugin_dirs"])}
 
 

@@ -271,3 +271,24 @@ def read_seg_or_none(path):
         return read_seg(path)
     except SegError:
         return None
+
+
+def test_schema_follows_the_modality_of_the_opened_series(main_window):
+    """An MR series gets the brain MR schema, the chest CT the lung-nodule one, unless an annotation is under way."""
+    from tests.shared_data import shared_case
+
+    archive, ctl = main_window.archive, main_window.annotation
+    report = archive.local.import_paths([shared_case("mr-slice-codecs") / "dicom" / "1.dcm"])
+    assert report.imported, report.skipped
+    series = [s for st in archive.find_studies() for s in archive.find_series(st.study_instance_uid)]
+    mr = next(s for s in series if s.modality == "MR")
+    ct = next(s for s in series if s.modality == "CT")
+    main_window.open_series(mr)
+    assert ctl.base_schema.name == "brain-mr" and ctl.panel.schema_box.currentText() == "brain-mr"
+    assert [e.segment.name for e in ctl.schema.segments][:2] == ["Grey matter", "White matter"]
+    main_window.open_series(ct)
+    assert ctl.base_schema.name == "lung-nodule" and ctl.panel.schema_box.currentText() == "lung-nodule"
+    ctl.panel.annotator.setText("dr test")
+    assert ctl.start() is not None  # annotating the CT: opening the MR now leaves the schema alone
+    main_window.open_series(mr)
+    assert ctl.base_schema.name == "lung-nodule"

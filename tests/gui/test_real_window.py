@@ -77,3 +77,18 @@ def test_main_window_on_a_real_display(main_window, qtbot, out_dir):
     for canvas_owner in main_window.viewer.visible_viewports():
         assert canvas_owner.capture().std() > 5
     save_screenshot(main_window, out_dir / "real_window_mpr.png")
+
+
+def test_closing_the_window_while_annotating_does_not_render_on_freed_windows(main_window, qtbot):
+    """Closing ends the annotation first (autosave, overlays cleared: renders queued), then frees the GL
+    windows; a queued render on a freed X window used to crash the process on quit."""
+    from tests.gui.conftest import open_first_series
+
+    vp = open_first_series(main_window)
+    ctl = main_window.annotation
+    ctl.panel.annotator.setText("dr quit")
+    assert ctl.start() is not None
+    main_window.close()
+    qtbot.wait(300)  # the event loop runs the queued renders: they must be dropped, not drawn
+    assert ctl.session is None and main_window.isHidden()
+    assert vp.canvas.__dict__.get("_closed") and not vp.canvas._render_timer.isActive()

@@ -79,3 +79,28 @@ def test_findings_in_the_labelled_box_equal_those_over_the_whole_grid():
         for p, q in ((a.centroid_mm, b.centroid_mm), (a.bbox_min_mm, b.bbox_min_mm), (a.bbox_max_mm, b.bbox_max_mm)):
             assert np.allclose(p, q, atol=1e-9)
     assert grid.region_findings_in_box(region_findings, np.zeros_like(labels), confidence, volume, m) == []
+
+
+def test_labels_from_scores_in_threaded_slabs_equal_one_pass_over_the_whole_array():
+    from workstation.ai.manifest import Activation
+    from workstation.ai.postprocess import labels_from_scores
+
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=(3, 37, 20, 24)).astype(np.float32)  # 37 slices: several slabs, a ragged last one
+    scores[:, 3] = scores[0, 3]  # exact ties between channels: the first wins, as argmax says
+    for activation in (Activation.SOFTMAX, Activation.SIGMOID, Activation.NONE):
+        labels, confidence = labels_from_scores(scores, activation, 0.6)
+        s = scores.copy()
+        if activation is Activation.SOFTMAX:
+            s -= s.max(axis=0, keepdims=True)
+            np.exp(s, out=s)
+            s /= s.sum(axis=0, keepdims=True)
+        elif activation is Activation.SIGMOID:
+            s = 1.0 / (1.0 + np.exp(-s))
+        best = s.argmax(axis=0)
+        p = np.take_along_axis(s, best[None], axis=0)[0]
+        if activation is Activation.SIGMOID:
+            best = np.where(p >= 0.6, best + 1, 0)
+        assert np.array_equal(labels, best.astype(np.uint8)), activation
+        assert np.array_equal(confidence, np.clip(np.rint(p * 255.0), 0, 255).astype(np.uint8)), activation
+        assert len(np.unique(labels)) >= 2

@@ -101,6 +101,15 @@ def test_detection_threshold_comes_from_the_manifest(detector):
         ("Lesion", 0.9), ("Mass", 0.7)]
 
 
+def test_nms_overlap_comes_from_the_manifest(detector):
+    m = detector.manifest
+    assert m.output.nms_iou == 0.5  # the default
+    lenient = Plugin(replace(m, output=replace(m.output, nms_iou=0.99)), detector.folder, "folder")
+    found = [(f.label, f.score) for f in run_plugin(lenient, phantom(DIRECTIONS["permuted"]), OPTIONS).findings]
+    # the 1-voxel-shifted copy overlaps the best box by less than 0.99: kept now, dropped at 0.5
+    assert found == [("Lesion", 0.9), ("Lesion", 0.8), ("Lesion", 0.6), ("Mass", 0.7)]
+
+
 def test_detections_bad_manifests_are_clear_errors(detector):
     m = detector.manifest
     vol = phantom(DIRECTIONS["permuted"])

@@ -66,9 +66,10 @@ def test_overlay_colours_only_labelled_pixels(view, orientation):
         for d in (-1, 1):
             grown |= np.roll(labelled, d, axis)
     assert inside > 0.95
-    below_badge = np.arange(changed.shape[0])[:, None] > 30  # the AI badge is drawn along the top
-    assert not changed[~grown & below_badge].any()  # nothing changes off the labels (one-pixel edge tolerance)
-    assert changed[:30].any()  # ... and the badge is there
+    badge = np.zeros_like(changed)  # the AI badge: right-aligned under the top-right corner text
+    badge[50:85] = True
+    assert not changed[~grown & ~badge].any()  # nothing changes off the labels (one-pixel edge tolerance)
+    assert changed[badge & ~grown].any()  # ... and the badge is there
     r, g, b = on[red].mean(axis=0)
     assert r > 200 and g < 40 and b < 40  # the segment's colour, opaque
 
@@ -197,7 +198,8 @@ def test_heatmap_overlay_colours_only_hot_voxels(view):
         for axis in (0, 1):
             for d in (-1, 1):
                 grown |= np.roll(grown, d, axis)
-    assert not changed[~grown & (np.arange(changed.shape[0])[:, None] > 50)].any()
+    off_badge = ~((np.arange(changed.shape[0]) >= 50) & (np.arange(changed.shape[0]) < 110))[:, None]  # 3rd row
+    assert not changed[~grown & off_badge].any()
     assert on[mask].mean(axis=0)[0] > 200  # white-hot at 1.0
     layer.set_visible(False)
     assert not np.any(np.abs(capture(rw).astype(int) - off) > 10) and layer.badge_text == ""
@@ -234,3 +236,60 @@ def test_label_surfaces_in_3d_sit_on_the_labels_in_their_colours():
     vv.set_label_surfaces("test-model", None)
     assert vv.label_surfaces == {}
     rw.Finalize()
+
+
+# -- outline mode ------------------------------------------------------------------------------------------
+def _eroded(mask: np.ndarray, pixels: int) -> np.ndarray:
+    out = mask.copy()
+    for _ in range(pixels):
+        for axis in (0, 1):
+            for d in (-1, 1):
+                out &= np.roll(out, d, axis)
+    return out
+
+
+def test_boundary_labels_keep_the_in_plane_rim_of_each_label():
+    from workstation.render.labelmap_layer import boundary_labels, nearest_grid_axis
+
+    labels = np.zeros((5, 8, 8), np.uint8)
+    labels[1:4, 2:7, 1:6] = 1
+    labels[1:4, 2:7, 6] = 2  # touching label 1 along its right side
+    rim = boundary_labels(labels, axis=0)
+    one = rim[2] == 1
+    assert one[2, 1:6].all() and one[6, 1:6].all() and one[2:7, 1].all() and one[2:7, 5].all()
+    assert not one[3:6, 2:5].any()  # the inside of the square is cleared in every axial plane
+    assert (rim[2, 2:7, 6] == 2).all()  # a one-voxel-wide label is all rim
+    assert (rim[1] == labels[1] * (rim[1] > 0)).all()  # rim values are the labels themselves
+    assert boundary_labels(labels, axis=1)[1:4, 4, 3].tolist() == [1, 0, 1]  # coronal planes: rim along k
+    assert nearest_grid_axis(np.eye(4), (0.0, 0.0, -1.0)) == 0 and nearest_grid_axis(np.eye(4), (0.1, 0.9, 0.0)) == 1
+    with pytest.raises(ValueError, match="3D array"):
+        boundary_labels(labels[0], axis=0)
+
+
+@pytest.mark.parametrize("orientation", [Orientation.AXIAL, Orientation.CORONAL])
+def test_outline_mode_shows_the_image_inside_and_the_colour_on_the_rim(view, orientation):
+    sv, rw = view
+    vol = blank()
+    vol = type(vol)(np.zeros(vol.shape, np.int16), vol.affine, vol.info)  # mid grey in a 0/400 window
+    sv.set_volume(vol)
+    sv.set_orientation(orientation)
+    sv.set_window(Window(0, 400))
+    lm = box_labelmap(vol)
+    sv.set_position_mm(vol.index_to_lps(np.array([25.0, 30.0, 20.0])))
+    bare = capture(rw).astype(int)
+    layer = sv.set_labelmap(lm, opacity=1.0)
+    layer.set_outline(True)
+    assert layer.outline
+    img = capture(rw).astype(int)
+    red = _expected_mask(sv, rw, lm, 1)
+    assert red.sum() > 400
+    interior = _eroded(red, 8)  # more than one voxel in from the edge
+    rim = red & ~_eroded(red, 1)
+    assert interior.sum() > 100 and rim.sum() > 50
+    assert np.abs(img[interior] - bare[interior]).max() <= 10  # the image, untouched
+    assert 100 < bare[interior].mean() < 160  # ... which is the mid-grey phantom, not black
+    r, g, b = img[rim].mean(axis=0)
+    assert r > 200 and g < 40 and b < 40  # the label colour on the boundary
+    layer.set_outline(False)
+    filled = capture(rw).astype(int)
+    assert filled[interior][:, 0].min() > 200 and filled[interior][:, 1].max() < 40  # filled again

@@ -20,6 +20,7 @@ FetchPaths = Callable[..., list]  # (settings, series UID, archive name or None)
 #: (settings, archive name) -> a function storing result files there and returning one line for the user;
 #: called before the model runs, so a bad archive name fails fast
 OpenStore = Callable[[object, str], Callable[[list[Path]], str]]
+_FROM_RESULT = object()  # write_results: the result's own label map
 
 
 class AiCommandError(Exception):
@@ -42,7 +43,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("plugin", metavar="PLUGIN")
     rp.add_argument("target", metavar="PATH_OR_SERIES_UID")
     rp.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the DICOM SEG")
-    rp.add_argument("--threads", type=int, default=0, help="inference threads (default: all cores)")
+    rp.add_argument("--threads", type=int, default=None, metavar="N",
+                    help="inference threads (default: the ai_threads setting; 0 = all cores)")
     rp.add_argument("--cpu", action="store_true", help="use the CPU even when an accelerator is present")
     rp.add_argument("--memory-gb", type=float, default=8.0, metavar="GB",
                     help="refuse a run that would need more memory than this (default 8)")
@@ -89,6 +91,16 @@ def cmd_plugins(settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_options(settings, args: argparse.Namespace):
+    """The RunOptions of ``ai run``: ``--threads`` or else the ``ai_threads`` setting, ``--cpu``, ``--memory-gb``."""
+    from workstation.ai.runner import RunOptions
+
+    threads = settings.ai_threads if args.threads is None else args.threads
+    if threads < 0:
+        raise AiCommandError(f"--threads must be 0 (all cores) or more, got {threads}")
+    return RunOptions(threads=threads, allow_accelerators=not args.cpu, memory_budget_bytes=int(args.memory_gb * 2**30))
+
+
 def cmd_ai_run(settings, args: argparse.Namespace, fetch_paths: FetchPaths, open_store: OpenStore | None = None) -> int:
     try:
         plugin = _registry(settings).get(args.plugin)
@@ -98,7 +110,7 @@ def cmd_ai_run(settings, args: argparse.Namespace, fetch_paths: FetchPaths, open
     from workstation.ai.hooks import HooksError, InputRefused
     from workstation.ai.inference import ModelLoadError
     from workstation.ai.manifest import ManifestError
-    from workstation.ai.runner import MemoryBudgetExceeded, RunOptions, WrongInput, run_plugin
+    from workstation.ai.runner import MemoryBudgetExceeded, WrongInput, run_plugin
     from workstation.model.tasks import Cancelled
 
     archive = getattr(args, "archive", None)
@@ -107,9 +119,8 @@ def cmd_ai_run(settings, args: argparse.Namespace, fetch_paths: FetchPaths, open
         if open_store is None:
             raise AiCommandError("--archive: storing results to an archive is not available in this command")
         store = open_store(settings, archive)
+    options = run_options(settings, args)
     plan, volume = _load(settings, args.target, args.series, fetch_paths, archive)
-    options = RunOptions(threads=args.threads, allow_accelerators=not args.cpu,
-                         memory_budget_bytes=int(args.memory_gb * 2**30))
     try:
         result = run_plugin(plugin, volume, options)
     except (ManifestError, ModelNotFound, ModelLoadError, WrongInput, MemoryBudgetExceeded, HooksError) as exc:
@@ -142,25 +153,37 @@ def _load(settings, target: str, which: str | None, fetch_paths: FetchPaths, arc
     return plan, load_volume(plan)
 
 
-def write_results(result, plan, out_dir: Path) -> list[Path]:
-    """The SEG (and the SR of the findings, when there are any) in ``out_dir``: all of them or none."""
+def write_results(result, plan, out_dir: Path, *, headers=None, labelmap=_FROM_RESULT, findings=None,
+                  previous_seg=None, previous_sr=None) -> list[Path]:
+    """The SEG (and the SR of the findings, when there are any) in ``out_dir``: all of them or none.
+
+    The window stores a reviewed result through this too: ``headers`` are the source images' headers
+    (instead of reading ``plan.files``), ``labelmap`` the label map as edited (``None``: no SEG this time),
+    ``findings`` those with the radiologist's decisions, and ``previous_seg`` / ``previous_sr`` the
+    revision stored before (the new SR lists it in PredecessorDocumentsSequence, the new SEG joins its series).
+    """
     from workstation.dicom.seg import SegError, labelmap_to_seg, read_source_headers
     from workstation.dicom.sr.encode import DeviceObserver, SrError, findings_to_sr
-    headers = read_source_headers(plan.files)
+    headers = read_source_headers(plan.files) if headers is None else headers
+    labelmap = result.labelmap if labelmap is _FROM_RESULT else labelmap
+    findings = result.findings if findings is None else tuple(findings)
     datasets = []
     try:
         codes = None
-        if result.labelmap is not None:  # detections, heatmaps and classes have no label map: the SR only
-            datasets.append(("seg", labelmap_to_seg(result.labelmap, headers)))
+        if labelmap is not None:  # detections, heatmaps and classes have no label map: the SR only
+            datasets.append(("seg", labelmap_to_seg(labelmap, headers, predecessor=previous_seg)))
+            codes = {s.name: s.type for s in labelmap.segments}
+        elif result.labelmap is not None:
             codes = {s.name: s.type for s in result.labelmap.segments}
-        if result.findings:
-            observer = DeviceObserver.for_model(result.findings[0].provenance)
-            datasets.append(("sr", findings_to_sr(result.findings, [], headers, observer=observer, label_codes=codes,
-                                                  series_description=f"AI findings: {result.plugin_id}")))
+        if findings:
+            observer = DeviceObserver.for_model(findings[0].provenance)
+            datasets.append(("sr", findings_to_sr(findings, [], headers, observer=observer, label_codes=codes,
+                                                  series_description=f"AI findings: {result.plugin_id}",
+                                                  predecessor=previous_sr)))
     except (SegError, SrError) as exc:
         raise AiCommandError(f"cannot encode the result as DICOM: {exc}") from None
     out_dir.mkdir(parents=True, exist_ok=True)
-    finals = [out_dir / f"{result.plugin_id}-{ds.SeriesInstanceUID}.{kind}.dcm" for kind, ds in datasets]
+    finals = [out_dir / f"{result.plugin_id}-{ds.SOPInstanceUID}.{kind}.dcm" for kind, ds in datasets]
     partials = [f.with_name(f.name + ".partial") for f in finals]
     try:
         for (_, ds), partial in zip(datasets, partials):

@@ -6,6 +6,8 @@ too, so the bridge only has to carry spacing, origin and direction across.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -53,15 +55,21 @@ def to_sitk(voxels: np.ndarray, affine: np.ndarray) -> sitk.Image:
 def resample(image: sitk.Image, affine: np.ndarray, shape: tuple[int, int, int], *, labels: bool,
              fill: float = 0.0, pixel_type: int | None = None) -> np.ndarray:
     """Resample ``image`` onto the grid (affine, shape ``(k, j, i)``): nearest for labels, else linear."""
+    return sitk.GetArrayFromImage(resample_image(image, affine, shape, labels=labels, fill=fill,
+                                                 pixel_type=pixel_type))
+
+
+def resample_image(image: sitk.Image, affine: np.ndarray, shape: tuple[int, int, int], *, labels: bool,
+                   fill: float = 0.0, pixel_type: int | None = None) -> sitk.Image:
+    """:func:`resample`, the SimpleITK image itself (copy its pixels once, where they go)."""
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    out = sitk.Resample(
+    return sitk.Resample(
         image, [int(shape[2]), int(shape[1]), int(shape[0])], sitk.Transform(),
         sitk.sitkNearestNeighbor if labels else sitk.sitkLinear,
         [float(v) for v in affine[:3, 3]], [float(s) for s in spacing],
         [float(v) for v in (affine[:3, :3] / spacing).ravel()], float(fill),
         image.GetPixelID() if pixel_type is None else pixel_type,
     )
-    return sitk.GetArrayFromImage(out)
 
 
 def to_model_grid(volume: Volume, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -150,8 +158,14 @@ def to_source_grid(labels: np.ndarray, confidence: np.ndarray, model_affine: np.
         return out_labels, out_conf
     target = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
     sub = sub_volume(Volume(np.broadcast_to(np.uint8(0), volume.shape), volume.affine), target)
-    shape = sub.shape
-    out_labels[target] = resample(to_sitk(labels, model_affine), sub.affine, shape, labels=True)
-    out_conf[target] = resample(to_sitk(confidence, model_affine), sub.affine, shape, labels=False,
-                                pixel_type=sitk.sitkUInt8)
+
+    def into_place(out: np.ndarray, values: np.ndarray, labels: bool) -> None:
+        image = resample_image(to_sitk(values, model_affine), sub.affine, sub.shape, labels=labels,
+                               pixel_type=sitk.sitkUInt8)
+        out[target] = sitk.GetArrayViewFromImage(image)  # one copy, straight into place
+
+    with ThreadPoolExecutor(max_workers=1) as pool:  # SimpleITK lets go of the GIL: both at once
+        job = pool.submit(into_place, out_conf, confidence, False)
+        into_place(out_labels, labels, True)
+        job.result()
     return out_labels, out_conf

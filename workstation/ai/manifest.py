@@ -116,6 +116,7 @@ class OutputSpec:
     threshold: float = 0.5  # sigmoid outputs: a voxel belongs to a label above this
     min_volume_mm3: float = 0.0  # smaller connected regions give no finding
     max_findings_per_label: int = 10
+    nms_iou: float = 0.5  # detections: a box overlapping a better one of its label by more than this is dropped
 
 
 @dataclass(frozen=True)
@@ -243,6 +244,8 @@ def _check_semantics(m: Manifest, source: str) -> None:
     _check_input(m.input, source)
     if not 0.0 <= m.output.threshold <= 1.0:
         _fail(source, "output.threshold", f"must be within 0..1, got {m.output.threshold}")
+    if not 0.0 < m.output.nms_iou <= 1.0:
+        _fail(source, "output.nms_iou", f"must be within (0, 1] (box overlap), got {m.output.nms_iou}")
     if m.output.max_findings_per_label < 0 or m.output.min_volume_mm3 < 0:
         _fail(source, "output", "max_findings_per_label and min_volume_mm3 must not be negative")
     if not m.labels:

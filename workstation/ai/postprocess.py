@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import SimpleITK as sitk
@@ -20,10 +22,11 @@ def labels_from_scores(scores: np.ndarray, activation: Activation, threshold: fl
     Softmax / none: channel ``c`` is label ``c`` (channel 0 background), the label is the argmax.
     Sigmoid: channel ``c`` is label ``c + 1``; the most probable channel above ``threshold`` wins.
     """
-    c, k = scores.shape[0], scores.shape[1]
+    k = scores.shape[1]
     labels = np.zeros(scores.shape[1:], np.uint8)
     confidence = np.zeros(scores.shape[1:], np.uint8)
-    for z in range(0, k, _SLAB):
+
+    def slab(z: int) -> None:  # numpy lets go of the GIL: slabs run side by side on the cores
         s = scores[:, z:z + _SLAB].astype(np.float32, copy=True)
         if activation is Activation.SOFTMAX:
             s -= s.max(axis=0, keepdims=True)
@@ -37,8 +40,15 @@ def labels_from_scores(scores: np.ndarray, activation: Activation, threshold: fl
             best = np.where(p >= threshold, best + 1, 0)
         labels[z:z + _SLAB] = best
         confidence[z:z + _SLAB] = np.clip(np.rint(p * 255.0), 0, 255).astype(np.uint8)
-    del c
+
+    with ThreadPoolExecutor(max_workers=workers()) as pool:
+        list(pool.map(slab, range(0, k, _SLAB)))
     return labels, confidence
+
+
+def workers() -> int:
+    """Threads for the post-processing steps that release the GIL (numpy, SimpleITK): the cores, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def region_findings(labels: np.ndarray, confidence: np.ndarray, volume: Volume, manifest: Manifest) -> list[Finding]:
@@ -55,7 +65,8 @@ def region_findings(labels: np.ndarray, confidence: np.ndarray, volume: Volume, 
     findings: list[Finding] = []
     if limit == 0:
         return findings
-    for spec in manifest.labels:
+
+    def of_label(spec) -> list[Finding]:
         mask = sitk.GetImageFromArray((labels == spec.value).view(np.uint8))
         relabel = sitk.RelabelComponentImageFilter()
         relabel.SetMinimumObjectSize(min_voxels)
@@ -63,13 +74,18 @@ def region_findings(labels: np.ndarray, confidence: np.ndarray, volume: Volume, 
         regions = relabel.Execute(sitk.ConnectedComponent(mask))
         del mask
         if relabel.GetNumberOfObjects() == 0:
-            continue
+            return []
         shape = sitk.LabelShapeStatisticsImageFilter()
+        shape.ComputePerimeterOff()  # on by default and the costliest part; findings need no perimeter
         shape.Execute(regions)
-        for region in sorted(shape.GetLabels())[:limit]:
-            score = _mean_in_region(confidence, regions, region, shape.GetBoundingBox(region))
-            findings.append(_finding(shape, score, region, spec.name, spec.value, voxel_mm3, volume, provenance))
-        del regions
+        return [_finding(shape, _mean_in_region(confidence, regions, region, shape.GetBoundingBox(region)), region,
+                         spec.name, spec.value, voxel_mm3, volume, provenance)
+                for region in sorted(shape.GetLabels())[:limit]]
+
+    # SimpleITK lets go of the GIL: the labels are looked at side by side (findings stay in label order)
+    with ThreadPoolExecutor(max_workers=min(workers(), len(manifest.labels))) as pool:
+        for found in pool.map(of_label, manifest.labels):
+            findings.extend(found)
     return findings
 
 
@@ -177,7 +193,8 @@ def detection_findings(raw: np.ndarray, model_affine: np.ndarray, volume: Volume
     findings = []
     for value, spec in known.items():
         mine = np.flatnonzero((values == value) & (scores >= manifest.output.threshold))
-        keep = nms(geometry[mine], scores[mine], limit=manifest.output.max_findings_per_label) if boxes else \
+        keep = nms(geometry[mine], scores[mine], iou=manifest.output.nms_iou,
+                   limit=manifest.output.max_findings_per_label) if boxes else \
             list(np.argsort(-scores[mine], kind="stable")[:manifest.output.max_findings_per_label])
         for n in keep:
             lo, hi = _box_to_lps(geometry[mine[n]], model_affine)

@@ -209,15 +209,6 @@ def _heatmap_result(model: OnnxModel, m: Manifest, volume: Volume, scores: np.nd
     return AiResult(None, tuple(findings), m.id, m.version, model.providers, t, m.output.kind, tuple(heatmaps))
 
 
-def _to_source(labels: np.ndarray, confidence: np.ndarray, model_affine: np.ndarray,
-               volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (nearest) and confidence (linear) resampled from the model grid onto the volume's grid."""
-    out_labels = grid.resample(grid.to_sitk(labels, model_affine), volume.affine, volume.shape, labels=True)
-    out_conf = grid.resample(grid.to_sitk(confidence, model_affine), volume.affine, volume.shape, labels=False,
-                             pixel_type=sitk.sitkUInt8)
-    return out_labels.astype(np.uint8, copy=False), out_conf
-
-
 def _segments(m: Manifest) -> tuple[Segment, ...]:
     algorithm = Algorithm(m.id, m.version, AlgorithmType.AUTOMATIC)
     return tuple(

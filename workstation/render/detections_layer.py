@@ -17,9 +17,9 @@ import numpy as np
 
 from workstation.model.finding import Finding, FindingKind
 from workstation.render import _vtk as vtk
+from workstation.render.badges import ai_badge
 from workstation.render.overlays import WorldLines
 
-BADGE_COLOR = (1.0, 0.65, 0.0)
 _EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]  # the 12 cube edges
 POINT_MARK_MM = 4.0
 
@@ -87,18 +87,7 @@ class DetectionsLayer:
         self._visible = True
         self.lines = WorldLines(self.renderer, width=2.0)
         self._texts: list[vtk.vtkTextActor] = []
-        self.badge = vtk.vtkTextActor()
-        tp = self.badge.GetTextProperty()
-        tp.SetFontSize(14)
-        tp.SetBold(True)
-        tp.SetShadow(True)
-        tp.SetColor(*BADGE_COLOR)
-        tp.SetJustificationToCentered()
-        tp.SetVerticalJustificationToTop()
-        self.badge.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
-        self.badge.SetPosition(0.5, 0.89)  # under the label map's badge
-        self.badge.VisibilityOff()
-        self.renderer.AddViewProp(self.badge)
+        self.badge = ai_badge(self.renderer, row=1)
         #: findings drawn at the last render (the ones the current plane cuts)
         self.shown: list[Finding] = []
         self._observer = self.renderer.AddObserver(vtk.vtkCommand.StartEvent, lambda *_: self.update())

@@ -13,10 +13,10 @@ import numpy as np
 from workstation.model.heatmap import Heatmap
 from workstation.model.volume import Volume, VolumeInfo
 from workstation.render import _vtk as vtk
+from workstation.render.badges import ai_badge
 from workstation.render.bridge import prop_matrix, volume_to_local_vtk
 
 DEFAULT_LOW = 0.1  # values below are not drawn: most of a heatmap is near zero
-BADGE_COLOR = (1.0, 0.65, 0.0)
 
 
 def heat_lookup_table(low: float = DEFAULT_LOW, entries: int = 256) -> vtk.vtkLookupTable:
@@ -63,18 +63,7 @@ class HeatmapLayer:
         self.slice.SetMapper(self.mapper)
         self.slice.SetProperty(self.property)
         self.slice.VisibilityOff()
-        self.badge = vtk.vtkTextActor()
-        tp = self.badge.GetTextProperty()
-        tp.SetFontSize(14)
-        tp.SetBold(True)
-        tp.SetShadow(True)
-        tp.SetColor(*BADGE_COLOR)
-        tp.SetJustificationToCentered()
-        tp.SetVerticalJustificationToTop()
-        self.badge.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
-        self.badge.SetPosition(0.5, 0.85)
-        self.badge.VisibilityOff()
-        renderer.AddViewProp(self.badge)
+        self.badge = ai_badge(renderer, row=2)
 
     def set_heatmap(self, heatmap: Heatmap | None) -> None:
         self.heatmap = heatmap

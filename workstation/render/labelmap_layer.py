@@ -8,6 +8,11 @@ without depth fighting, and they follow the camera -- plane, oblique, zoom, pan 
 Colours come from the segments (label 0 is transparent).  An AI-generated layer carries a badge text
 ("AI-generated: <model> <version>") shown while the layer is visible: the IHE AI Results profile asks a
 display to mark every AI result as such.
+
+In outline mode only the boundary of each label in the displayed plane is drawn, so the anatomy under a
+label stays visible: the layer keeps, per grid axis, a copy of the labels with every voxel whose four
+in-plane neighbours carry the same label cleared (:func:`boundary_labels`), and shows the copy for the grid
+axis nearest the camera's view direction (checked before every render, so it follows plane changes).
 """
 
 from __future__ import annotations
@@ -17,10 +22,10 @@ import numpy as np
 from workstation.model.labelmap import LabelMap
 from workstation.model.volume import Volume, VolumeInfo
 from workstation.render import _vtk as vtk
+from workstation.render.badges import ai_badge
 from workstation.render.bridge import prop_matrix, volume_to_local_vtk
 
 DEFAULT_OPACITY = 0.5
-BADGE_COLOR = (1.0, 0.65, 0.0)  # orange: stands out on greyscale and on the usual label colours
 
 
 def ai_badge_text(labelmap: LabelMap) -> str:
@@ -50,6 +55,35 @@ def label_lookup_table(labelmap: LabelMap) -> vtk.vtkLookupTable:
     return lut
 
 
+def boundary_labels(labels: np.ndarray, axis: int) -> np.ndarray:
+    """``labels`` on the boundary of each label within the planes normal to array ``axis``, 0 inside.
+
+    A labelled voxel is on the boundary when one of its four neighbours in the plane has another value
+    (background or another label) or lies outside the grid.  ``axis`` counts array axes: 0 is k (the slice
+    axis of an axial series), 1 is j, 2 is i.
+    """
+    if labels.ndim != 3 or axis not in (0, 1, 2):
+        raise ValueError(f"boundary_labels wants a 3D array and an axis 0..2, got {labels.ndim}D and {axis!r}")
+    edge = np.zeros(labels.shape, bool)
+    for ax in (a for a in range(3) if a != axis):
+        lower, upper, first, last = ([slice(None)] * 3 for _ in range(4))
+        lower[ax], upper[ax], first[ax], last[ax] = slice(0, -1), slice(1, None), 0, -1
+        differs = labels[tuple(lower)] != labels[tuple(upper)]
+        edge[tuple(lower)] |= differs
+        edge[tuple(upper)] |= differs
+        edge[tuple(first)] = True
+        edge[tuple(last)] = True
+    return np.where(edge, labels, 0).astype(labels.dtype, copy=False)
+
+
+def nearest_grid_axis(affine: np.ndarray, direction) -> int:
+    """The array axis (0 = k, 1 = j, 2 = i) whose grid direction is closest to ``direction`` (LPS)."""
+    axes = np.asarray(affine, float)[:3, :3]
+    axes = axes / np.linalg.norm(axes, axis=0)
+    best_ijk = int(np.argmax(np.abs(np.asarray(direction, float) @ axes)))
+    return 2 - best_ijk
+
+
 class LabelMapLayer:
     """The label slice and its badge.  The owner adds :attr:`slice` to the view's image stack."""
 
@@ -59,6 +93,9 @@ class LabelMapLayer:
         self._opacity = DEFAULT_OPACITY
         self._visible = True
         self._image: vtk.vtkImageData | None = None
+        self._outline = False
+        self._outlines: dict[int, vtk.vtkImageData] = {}  # array axis -> boundary copy, made when first shown
+        self._shown_image: vtk.vtkImageData | None = None
         self.mapper = vtk.vtkImageResliceMapper()
         self.mapper.SliceFacesCameraOn()
         self.mapper.SliceAtFocalPointOn()
@@ -72,29 +109,22 @@ class LabelMapLayer:
         self.slice.SetMapper(self.mapper)
         self.slice.SetProperty(self.property)
         self.slice.VisibilityOff()
-        self.badge = vtk.vtkTextActor()
-        self.badge.GetTextProperty().SetFontSize(14)
-        self.badge.GetTextProperty().SetBold(True)
-        self.badge.GetTextProperty().SetShadow(True)
-        self.badge.GetTextProperty().SetColor(*BADGE_COLOR)
-        self.badge.GetTextProperty().SetJustificationToCentered()
-        self.badge.GetTextProperty().SetVerticalJustificationToTop()
-        self.badge.GetPositionCoordinate().SetCoordinateSystemToNormalizedViewport()
-        self.badge.SetPosition(0.5, 0.93)  # below the top orientation letter, which sits at 0.99
-        self.badge.VisibilityOff()
-        renderer.AddViewProp(self.badge)
+        self.badge = ai_badge(renderer, row=0)
+        self._observer = renderer.AddObserver(vtk.vtkCommand.StartEvent, lambda *_: self._pick_image())
 
     # -- content -----------------------------------------------------------------------------------------
     def set_labelmap(self, labelmap: LabelMap | None) -> None:
         """Show ``labelmap`` (None removes it).  A new map rebuilds the image, colours and badge."""
         self.labelmap = labelmap
+        self._outlines.clear()
+        self._shown_image = None
         if labelmap is None:
             self.mapper.RemoveAllInputs()
             self._image = None
         else:
             grid = Volume(labelmap.labels, labelmap.affine, VolumeInfo())
             self._image = volume_to_local_vtk(grid)
-            self.mapper.SetInputData(self._image)
+            self._pick_image()
             self.slice.SetUserMatrix(prop_matrix(grid))
             self.property.SetLookupTable(label_lookup_table(labelmap))
             self.badge.SetInput(ai_badge_text(labelmap))
@@ -104,6 +134,39 @@ class LabelMapLayer:
         """The label voxels were edited in place: redraw them."""
         if self._image is not None:
             self._image.Modified()
+        if self._outlines:  # the boundaries moved with the edit: rebuild the shown one
+            self._outlines.clear()
+            self._shown_image = None
+            self._pick_image()
+
+    # -- fill or outline ---------------------------------------------------------------------------------
+    @property
+    def outline(self) -> bool:
+        """True: only each label's boundary in the displayed plane is drawn; False: labels are filled."""
+        return self._outline
+
+    def set_outline(self, on: bool) -> None:
+        self._outline = bool(on)
+        self._pick_image()
+
+    def _plane_axis(self) -> int:
+        cam = self.renderer.GetActiveCamera()
+        return nearest_grid_axis(self.labelmap.affine, cam.GetDirectionOfProjection())
+
+    def _pick_image(self) -> None:
+        """Give the mapper the filled labels or the outline copy for the current plane (before each render)."""
+        if self._image is None or self.labelmap is None:
+            return
+        image = self._image
+        if self._outline:
+            axis = self._plane_axis()
+            image = self._outlines.get(axis)
+            if image is None:
+                grid = Volume(boundary_labels(self.labelmap.labels, axis), self.labelmap.affine, VolumeInfo())
+                image = self._outlines[axis] = volume_to_local_vtk(grid)
+        if image is not self._shown_image:
+            self.mapper.SetInputData(image)
+            self._shown_image = image
 
     # -- display -----------------------------------------------------------------------------------------
     @property
@@ -134,4 +197,5 @@ class LabelMapLayer:
         self.badge.SetVisibility(shown and bool(self.badge.GetInput()))
 
     def remove(self) -> None:
+        self.renderer.RemoveObserver(self._observer)
         self.renderer.RemoveViewProp(self.badge)

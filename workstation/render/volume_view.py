@@ -12,6 +12,7 @@ import numpy as np
 from workstation.render import _vtk as vtk
 
 from workstation.model.volume import Volume
+from workstation.render.ai_3d import Detections3D, HeatmapSurface3D
 from workstation.render.bridge import prop_matrix, volume_to_local_vtk
 from workstation.render.labelmap_3d import LabelSurfaces
 from workstation.render.offscreen import is_software_gl
@@ -49,6 +50,9 @@ class VolumeView:
         renderer.SetBackground(0.0, 0.0, 0.0)
         #: label-map surfaces by key (e.g. the AI model's id), each toggled on its own
         self.label_surfaces: dict[str, LabelSurfaces] = {}
+        #: AI detection boxes / points and the newest heatmap's iso-surface, made on first use
+        self.detections: Detections3D | None = None
+        self.heatmap_surface: HeatmapSurface3D | None = None
 
     @property
     def volume(self) -> Volume | None:
@@ -109,6 +113,25 @@ class VolumeView:
             surfaces.set_labelmap(labelmap)
         surfaces.set_visible(visible)
         return surfaces
+
+    def set_detections(self, items) -> Detections3D | None:
+        """Draw these detections (a sequence of :class:`~workstation.render.detections_layer.Drawn`)."""
+        if self.detections is None:
+            if not items:
+                return None
+            self.detections = Detections3D(self.renderer)
+        self.detections.set_items(items)
+        return self.detections
+
+    def set_heatmap_surface(self, heatmap, threshold: float = 0.5) -> HeatmapSurface3D | None:
+        """Show ``heatmap`` (a Heatmap) as its iso-surface at ``threshold``; None hides it."""
+        if self.heatmap_surface is None:
+            if heatmap is None:
+                return None
+            self.heatmap_surface = HeatmapSurface3D(self.renderer)
+        if heatmap is not self.heatmap_surface.heatmap or threshold != self.heatmap_surface.threshold:
+            self.heatmap_surface.set_heatmap(heatmap, threshold)
+        return self.heatmap_surface
 
     @staticmethod
     def _downsample(image: vtk.vtkImageData) -> vtk.vtkImageData:

@@ -2,8 +2,10 @@
 
 A run goes through the :class:`TaskRunner` (progress and a Cancel button in the status bar).  When it is
 done its results are drawn on every 2D viewport (and MPR plane) that shows the same volume -- label maps,
-detection boxes and points, heatmaps -- and label maps as surfaces in the 3D pane; one "Show <model>
-results" toggle per model switches all of them.  Findings go to the findings dock (classification scores as
+detection boxes and points, heatmaps -- and in the 3D pane label maps as surfaces, boxes as wireframes,
+points as spheres and the newest heatmap as a see-through surface at the manifest's threshold; one "Show
+<model> results" toggle per model switches all of them, and "Outline <model> labels" draws its label map as
+boundaries only.  The ``ai_threads`` setting (:meth:`configure`) sets the inference threads of a run.  Findings go to the findings dock (classification scores as
 a line there).  Every overlay and row is marked AI-generated with the model's name and version.  Plugins
 named in the ``ai_autorun`` setting run by themselves when a series of their modality opens, one at a time.
 A plugin that cannot run says why in the status bar and a message box.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
@@ -26,6 +29,7 @@ from workstation.model.labelmap import AlgorithmType, LabelMap
 from workstation.model.volume import Volume
 from workstation.render.detections_layer import DetectionsLayer, Drawn
 from workstation.render.heatmap_layer import HeatmapLayer
+from workstation.ui.ai_store import AiResultsStore
 from workstation.ui.findings_panel import FindingsPanel
 from workstation.ui.tasks import TaskHandle, TaskRunner
 
@@ -69,6 +73,9 @@ class AiController(QObject):
         self.task: TaskHandle | None = None
         self.opacity = 0.5
         self.autorun: tuple[str, ...] = ()
+        self.threads = 0  # the ai_threads setting: onnxruntime intra-op threads, 0 = its default
+        self.outlined: dict[str, bool] = {}  # plugin id -> label map drawn as outlines (else filled)
+        self.outline_actions: dict[str, QAction] = {}  # plugin id -> its "Outline ... labels" menu action
         self._queue: list[tuple[Plugin, Volume]] = []
         self._autorun_seen: set[tuple[str, str]] = set()  # (plugin id, series) already started automatically
         self._detections: WeakKeyDictionary = WeakKeyDictionary()  # SliceView -> DetectionsLayer
@@ -83,6 +90,8 @@ class AiController(QObject):
         self.panel.opacity_changed.connect(self.set_opacity)
         self.panel.decided.connect(self._on_decided)
         self.panel.deleted.connect(lambda _f: self.sync())
+        self.store = AiResultsStore(self)  # "Store AI results to archive"
+        self.panel.store_requested.connect(self.store_results)
         self._build_status_widgets()
 
     def _build_status_widgets(self) -> None:
@@ -97,8 +106,15 @@ class AiController(QObject):
         bar.addPermanentWidget(self.cancel_button)
         self._set_busy(False)
 
-    def configure(self, *, user: str = "", autorun: Sequence[str] = ()) -> None:
-        """Who signs decisions (default: the OS user) and which plugins run by themselves on matching series."""
+    def configure(self, *, user: str = "", autorun: Sequence[str] = (), results_dir=None, threads: int = 0) -> None:
+        """Who signs decisions (default: the OS user), which plugins run by themselves on matching series,
+        where stored results are written before they are queued (``<home>/ai-results``), and how many
+        inference threads a run uses (0: onnxruntime's default)."""
+        if int(threads) < 0:
+            raise ValueError(f"AI threads must be 0 (onnxruntime's default) or more, got {threads}")
+        self.threads = int(threads)
+        if results_dir is not None:
+            self.store.results_dir = Path(results_dir)
         if user.strip():
             self.panel.user = user.strip()
         known = {p.id for p in self.registry.plugins}
@@ -121,8 +137,9 @@ class AiController(QObject):
         for where, why in self.registry.problems:
             menu.addAction(f"Plugin not loaded: {where}").setToolTip(why)
         menu.addSeparator()
+        self.store_action = menu.addAction("Store AI results to archive", self.store_results)
         self._toggle_anchor = menu.addSeparator()
-        menu.addAction("Show findings panel", self.dock.show)
+        menu.addAction("Show findings panel", lambda: (self.dock.show(), self.dock.raise_()))
 
     def _toggle_for(self, plugin: Plugin) -> QAction:
         existing = self.results.get(plugin.id)
@@ -148,7 +165,7 @@ class AiController(QObject):
             return None
         from workstation.ai.runner import RunOptions, run_plugin
 
-        options = self.options or RunOptions.from_env()
+        options = self.run_options()
 
         def work(progress, cancel) -> AiResult:
             return run_plugin(plugin, volume, options, progress=progress, cancel=cancel)
@@ -163,6 +180,16 @@ class AiController(QObject):
                                   on_progress=self._on_progress,
                                   on_done=lambda result: self.show_result(plugin, result, volume),
                                   on_failed=lambda msg: self.window._warn(f"{plugin.manifest.title} did not run", msg))
+
+    def run_options(self) -> RunOptions:
+        """The options a run gets: those given at construction, else the environment's with the
+        ``ai_threads`` setting as thread count (a non-zero ``WORKSTATION_AI_THREADS`` wins)."""
+        from workstation.ai.runner import RunOptions
+
+        if self.options is not None:
+            return self.options
+        options = RunOptions.from_env()
+        return options if options.threads or not self.threads else replace(options, threads=self.threads)
 
     @property
     def busy(self) -> bool:
@@ -219,12 +246,15 @@ class AiController(QObject):
         toggle.blockSignals(True)
         toggle.setChecked(True)
         toggle.blockSignals(False)
+        if result.labelmap is not None:
+            self._outline_action_for(plugin)
         self.panel.clear_model(result.plugin_id)
         self.panel.label_choices[result.plugin_id] = [spec.name for spec in plugin.manifest.labels]
         self.panel.add_findings([_titled(f, plugin) for f in result.findings], volume, title)
         if result.class_scores:
             self.panel.set_classification(result.plugin_id, title, result.class_scores)
         self.dock.show()
+        self.dock.raise_()  # in front of the Annotate tab it shares the right side with
         self.sync()
         n = len(result.findings)
         self.window.show_status(f"AI: {title} done in {result.timings_s.get('total', 0.0):.1f} s, "
@@ -236,6 +266,24 @@ class AiController(QObject):
             shown.visible = bool(on)
             shown.toggle.setChecked(bool(on))
             self.sync()
+
+    def _outline_action_for(self, plugin: Plugin) -> QAction:
+        a = self.outline_actions.get(plugin.id)
+        if a is None:
+            a = self.outline_actions[plugin.id] = QAction(f"Outline {plugin.manifest.title} labels", self)
+            a.setCheckable(True)
+            a.setChecked(self.outlined.get(plugin.id, False))
+            a.toggled.connect(lambda on, pid=plugin.id: self.set_outline(pid, on))
+            self.menu.insertAction(self._toggle_anchor, a)
+        return a
+
+    def set_outline(self, plugin_id: str, on: bool) -> None:
+        """Draw the model's label map as outlines (True) or filled (False) in every 2D view."""
+        self.outlined[plugin_id] = bool(on)
+        action = self.outline_actions.get(plugin_id)
+        if action is not None and action.isChecked() != bool(on):
+            action.setChecked(bool(on))
+        self.sync()
 
     def set_opacity(self, opacity: float) -> None:
         self.opacity = float(opacity)
@@ -249,6 +297,10 @@ class AiController(QObject):
     def report_findings(self) -> list[Finding]:
         """Every finding with its decision, deleted ones as rejected: what the SR records."""
         return self.panel.report_findings()
+
+    def store_results(self) -> TaskHandle | None:
+        """Write the shown results (SEG + SR with the decisions) and queue them for the series' archive."""
+        return self.store.store()
 
     def _on_decided(self, finding: Finding) -> None:
         shown = self._shown_by_model(finding.provenance.model_id)
@@ -281,16 +333,19 @@ class AiController(QObject):
         self._sync_3d()
 
     def _sync_labels(self, view, shown: list[_Shown]) -> None:
-        maps = [s.labelmap for s in shown if s.labelmap is not None]
-        labelmap = maps[-1] if maps else None
+        owners = [s for s in shown if s.labelmap is not None]
+        labelmap = owners[-1].labelmap if owners else None
         if labelmap is None and view.labels is None:
             return
         current = None if view.labels is None else view.labels.labelmap
         if labelmap is not current:
             view.set_labelmap(labelmap)
         view.labels.set_opacity(self.opacity)
+        outline = bool(owners) and self.outlined.get(owners[-1].plugin.id, False)
+        if view.labels.outline != outline:
+            view.labels.set_outline(outline)
 
-    def _sync_detections(self, view, shown: list[_Shown]) -> None:
+    def _detection_items(self, shown: list[_Shown]) -> list[Drawn]:
         models = {s.result.plugin_id: s for s in shown}
         items = []
         for f in self.panel.findings:
@@ -298,6 +353,10 @@ class AiController(QObject):
             if s is None or f.kind not in (FindingKind.BOX, FindingKind.POINT):
                 continue
             items.append(Drawn(f, _colour(f, s.plugin), _box_text(f)))
+        return items
+
+    def _sync_detections(self, view, shown: list[_Shown]) -> None:
+        items = self._detection_items(shown)
         layer = self._detections.get(view)
         if layer is None and not items:
             return
@@ -333,6 +392,15 @@ class AiController(QObject):
             if on or pid in view.label_surfaces:
                 view.set_label_surfaces(pid, s.labelmap, on)
                 changed = True
+        shown = [s for s in self.results.values() if s.visible and _same_volume(s.volume, view.volume)]
+        items = self._detection_items(shown)
+        if items or view.detections is not None:
+            view.set_detections(items)
+            changed = True
+        heat = [(h, s.plugin.manifest.output.threshold) for s in shown for h in s.result.heatmaps]
+        if heat or view.heatmap_surface is not None:
+            view.set_heatmap_surface(*(heat[-1] if heat else (None,)))
+            changed = True
         if changed:
             pane.canvas.request_render()
 

@@ -16,7 +16,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog
 
 from workstation.labels.autosave import AutosaveError, AutosaveStore, Autosaver, Snapshot, restore
-from workstation.labels.schema import LabelSchema, SchemaError, Tool, load_schema
+from workstation.labels.schema import LabelSchema, SchemaError, Tool, available_schemas, load_schema
 from workstation.model.annotation import Annotation
 from workstation.model.volume import Volume
 from workstation.ui.annotation_panel import AnnotationPanel
@@ -134,6 +134,23 @@ class AnnotationController(QObject):
         self.schema = self.base_schema = schema
         self.panel.show_schema(schema)
         return True
+
+    def _follow_modality(self, modality: str) -> None:
+        """With no annotation under way, a series of another modality gets the first shipped schema made for it
+        (brain-mr for an MR, lung-nodule for a CT); a schema the annotator chose that fits is kept."""
+        current = self.base_schema
+        if not modality or (current is not None and (not current.modalities or modality in current.modalities)):
+            return
+        for name in available_schemas():
+            try:
+                schema = load_schema(name)
+            except SchemaError:
+                continue
+            if modality in schema.modalities:
+                self.panel.schema_box.setCurrentText(name)  # the panel asks for it: one path for both
+                if self.base_schema is not schema and self.base_schema.name != name:
+                    self.load_schema(name)
+                return
 
     def _pick_schema_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "Label schema", str(self.home), "Label schema (*.toml)")
@@ -267,6 +284,8 @@ class AnnotationController(QObject):
         """A view shows another volume: follow with the overlay, and offer autosaved work on the series."""
         self._show_on(vp)
         vol = vp.volume
+        if vol is not None and self.doc is None:
+            self._follow_modality(vol.info.modality)
         annotator = self.panel.annotator.text().strip()
         if vol is None or not annotator or (self.doc is not None and self.doc.series_uid == vol.info.series_instance_uid):
             return

@@ -104,6 +104,7 @@ class FindingsPanel(QWidget):
     decided = Signal(object)  # the new Finding, after accept / reject / edit
     deleted = Signal(object)  # the Finding taken off the list (recorded as rejected)
     opacity_changed = Signal(float)  # 0..1
+    store_requested = Signal()  # "Store to archive": SEG + SR of the results with their decisions
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -135,6 +136,9 @@ class FindingsPanel(QWidget):
         self.reject_button.clicked.connect(lambda: self.decide_selected(False))
         self.edit_button.clicked.connect(self.edit_selected)
         self.delete_button.clicked.connect(self.delete_selected)
+        self.store_button = QPushButton("Store to archive")
+        self.store_button.setToolTip("Store the AI results with your decisions to the archive (DICOM SEG + SR)")
+        self.store_button.clicked.connect(lambda: emit(self.store_requested))
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(50)
@@ -159,6 +163,7 @@ class FindingsPanel(QWidget):
         col.addWidget(self.table, 1)
         col.addLayout(buttons)
         col.addLayout(slider)
+        col.addWidget(self.store_button)  # a row of its own: the dock keeps its width
 
     # -- content -----------------------------------------------------------------------------------------
     def add_findings(self, findings, volume: Volume | None, model: str) -> None:

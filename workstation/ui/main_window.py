@@ -5,6 +5,8 @@ It receives its collaborators (archive, task runner) from :mod:`workstation.app`
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMessageBox, QToolBar, QWidget
@@ -22,6 +24,8 @@ from workstation.ui.tools import Tool
 from workstation.ui.viewer_area import Layout, ViewerArea
 from workstation.ui.viewport import SliceViewport
 from workstation.ui.viewport_text import patient_name
+from workstation.ui.window_layout import (LayoutMemory, add_annotation_tools, arrange_docks, fill_panels_menu,
+                                          order_menus, scrollable)
 
 APP_NAME = "Workstation"
 _LAYOUT_KEYS = {Layout.ONE: "Ctrl+1", Layout.ONE_BY_TWO: "Ctrl+2", Layout.TWO_BY_TWO: "Ctrl+3", Layout.MPR: "Ctrl+4"}
@@ -47,6 +51,9 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.dock)
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
+        self.hint = QLabel("Double-click a series in Studies to open it (File > Import, or drop files, to add more).")
+        self.hint.setObjectName("empty_hint")
+        self.statusBar().addWidget(self.hint, 1)  # shown between messages until the first series is open
         self.browser.open_series.connect(self.open_series)
         self.browser.open_prior.connect(self.open_prior)
         self.browser.status.connect(self.show_status)
@@ -105,18 +112,21 @@ class MainWindow(QMainWindow):
             speed_group.addAction(a)
         view_menu.addSeparator()
         view_menu.addAction(self._action("Show study browser", self._toggle_browser, "Ctrl+B"))
+        self.panels_menu = view_menu.addMenu("Panels")
         self.link_action = self._action("Link scrolling", self.viewer.scroll_sync.set_enabled, "Ctrl+L", True)
         self.link_action.setChecked(True)
         view_menu.addAction(self.link_action)
         toolbar.addSeparator()
-        self._build_tools(menu.addMenu("&Tools"), toolbar)
+        self.tools_menu = menu.addMenu("&Tools")
+        self._build_tools(self.tools_menu, toolbar)
         self.ai.fill_menu(menu.addMenu("&AI"))
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self._action("&About", self.about))
 
     def _build_tools(self, tools_menu, toolbar: QToolBar) -> None:
         self.tool_actions: dict[Tool, QAction] = {}
-        group = QActionGroup(self)
+        self.current_tool = Tool.WINDOW
+        self.tool_group = group = QActionGroup(self)
         for tool, key in _TOOL_KEYS.items():
             a = self._action(tool.value, lambda _=False, t=tool: self.set_tool(t), key, True)
             group.addAction(a)
@@ -124,12 +134,30 @@ class MainWindow(QMainWindow):
             toolbar.addAction(a)
             self.tool_actions[tool] = a
         self.tool_actions[Tool.WINDOW].setChecked(True)
+        tools_menu.addAction(self._action("Delete last measurement\tDel", lambda: self._on_viewport(
+            lambda vp: vp.tools.delete_last())))
+        tools_menu.addSeparator()
         self.rotate_action = self._action("MPR rotate", self._set_rotate, "Shift+R", True)
         tools_menu.addAction(self.rotate_action)
         toolbar.addAction(self.rotate_action)
-        tools_menu.addSeparator()
-        tools_menu.addAction(self._action("Delete last measurement\tDel", lambda: self._on_viewport(
-            lambda vp: vp.tools.delete_last())))
+
+    def finish_setup(self, layout_file: Path | None = None) -> None:
+        """Arrange the docks every controller has added, order the menus, and restore the layout the user
+        left last time from ``layout_file`` (saved again on close)."""
+        docks = {d.objectName(): d for d in self.findChildren(QDockWidget)}
+        right = [docks[n] for n in ("findings_dock", "annotate_dock") if n in docks]
+        bottom = [docks[n] for n in ("sync_dock",) if n in docks]
+        for dock in right:
+            scrollable(dock)
+        arrange_docks(self, self.dock, right, bottom)
+        fill_panels_menu(self.panels_menu, [self.dock, *right, *bottom])
+        annotation = getattr(self, "annotation", None)
+        if annotation is not None:
+            self.annotation_actions = add_annotation_tools(self, annotation, self.tools_menu, self.tool_group)
+        order_menus(self, ["File", "View", "Tools", "Annotate", "AI", "Help"])
+        self.layout_memory = LayoutMemory(layout_file) if layout_file is not None else None
+        if self.layout_memory is not None:
+            self.layout_memory.restore(self)
 
     # -- commands ------------------------------------------------------------------------------------------
     def set_layout(self, layout: Layout) -> None:
@@ -146,6 +174,7 @@ class MainWindow(QMainWindow):
         for vp in self.viewer.viewports:
             vp.set_tool(tool)
         self.tool_actions[tool].setChecked(True)
+        self.current_tool = tool
         self.show_status(f"Tool: {tool.value}")
 
     def set_cine_fps(self, fps: int) -> None:
@@ -171,7 +200,9 @@ class MainWindow(QMainWindow):
     def about(self) -> None:
         QMessageBox.about(self, f"About {APP_NAME}",
                           f"<b>{APP_NAME}</b><p>Radiology reading workstation: local DICOM archive, "
-                          "2D, MPR and 3D viewing, measurements.</p><p>Not for diagnostic use.</p>")
+                          "2D, MPR and 3D viewing, measurements, on-device AI models, annotation for "
+                          "training, labels synced back to the archive as DICOM SEG and SR.</p>"
+                          "<p>Not for diagnostic use.</p>")
 
     # -- loading -------------------------------------------------------------------------------------------
     def open_prior(self, ref: SeriesRef) -> TaskHandle | None:
@@ -214,6 +245,7 @@ class MainWindow(QMainWindow):
                                   on_progress=lambda p: self.show_status(p.text))
 
     def _loaded(self, uid: str, volume: Volume) -> None:
+        self.hint.hide()
         self.volumes = {uid: volume, **{k: v for k, v in list(self.volumes.items())[:3]}}  # keep a few
         self._update_title(volume)
         self.ai.sync()
@@ -249,6 +281,8 @@ class MainWindow(QMainWindow):
         self.browser.dropEvent(ev)
 
     def closeEvent(self, ev) -> None:  # noqa: N802
+        if getattr(self, "layout_memory", None) is not None:
+            self.layout_memory.save(self)
         self.runner.cancel_all()
         self.runner.wait(5000)
         self.release_views()

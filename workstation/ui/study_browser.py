@@ -304,10 +304,20 @@ class StudyBrowser(QWidget):
             self._request_thumbnail(s.series_instance_uid)
 
     def _request_thumbnail(self, uid: str) -> None:
-        if uid in self.thumbnails or uid in self._thumb_pending or self.is_remote():
-            return  # a remote series' thumbnail would cost the whole series' download
+        if uid in self.thumbnails or uid in self._thumb_pending:
+            return
+        try:
+            c = self.archive.client(self.archive.owner(uid)) if self.is_remote() else None
+        except ArchiveError:
+            return  # the archive cannot be opened (the series list says why)
+        if c is not None and not hasattr(c, "thumbnail"):
+            return  # DIMSE: a thumbnail would cost the whole series' download; DICOMweb renders one
+        ref = self.series_ref(uid)
+        study = ref.study_instance_uid if ref is not None else None
+        task = thumbnail_loader(self.archive, uid, THUMB) if c is None else \
+            (lambda progress, cancel: c.thumbnail(uid, THUMB, study_instance_uid=study))
         self._thumb_pending.add(uid)
-        self.runner.submit(f"thumbnail {uid}", thumbnail_loader(self.archive, uid, THUMB),
+        self.runner.submit(f"thumbnail {uid}", task,
                            on_done=lambda img, u=uid: self._set_thumbnail(u, img),
                            setup=lambda h, u=uid: h.done.connect(lambda: self._thumb_pending.discard(u)))
 

@@ -196,7 +196,8 @@ def _onscreen_class():
 
         def render_now(self) -> None:
             self._dirty = False
-            self.render_window.Render()
+            if not self.__dict__.get("_closed"):  # a render queued before the window closed: GL is gone
+                self.render_window.Render()
 
         def _pixel_ratio(self) -> float:
             return float(self.devicePixelRatioF())
@@ -209,6 +210,7 @@ def _onscreen_class():
             rw = self.__dict__.get("render_window")
             if rw is not None and not self.__dict__.get("_closed"):
                 self._closed = True
+                self._render_timer.stop()
                 rw.Finalize()
 
         def closeEvent(self, ev) -> None:  # noqa: N802
