@@ -111,6 +111,17 @@ def _pick(window, controller, tool: LabelTool) -> None:
         window.tool_actions[window.current_tool].setChecked(True)
 
 
+def _keep_on_screen(window: QMainWindow) -> None:
+    """A saved position from another screen set-up (or a display without a window manager) can leave the
+    menu bar off the edge: move the window's top-left corner back onto the available screen."""
+    screen = window.screen()
+    if screen is None:
+        return
+    area, frame = screen.availableGeometry(), window.frameGeometry()
+    if not area.contains(frame.topLeft()):
+        window.move(max(frame.x(), area.x()), max(frame.y(), area.y()))
+
+
 class LayoutMemory:
     """The window geometry and dock layout, kept in an INI file under the workstation home."""
 
@@ -123,6 +134,7 @@ class LayoutMemory:
         geometry, state = self.settings.value("layout/geometry"), self.settings.value("layout/state")
         if geometry is not None:
             window.restoreGeometry(geometry)
+            _keep_on_screen(window)
         window.layout_restored = bool(state is not None and window.restoreState(state, STATE_VERSION))
         return window.layout_restored
 
