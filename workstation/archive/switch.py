@@ -19,6 +19,18 @@ from workstation.model.refs import SeriesRef, StudyRef
 ClientFactory = Callable[[], ArchiveClient]
 
 
+def archive_name_of(archive, series_uid: str) -> str:
+    """The name of the archive ``series_uid`` came from: the switch's owner, else the archive's own name.
+
+    Results made on a series (annotations, AI results) go back where its images are.
+    """
+    owner = getattr(archive, "owner", None)
+    if callable(owner):
+        return str(owner(series_uid))
+    name = getattr(archive, "name", "Local")
+    return str(name() if callable(name) else name)
+
+
 class ArchiveSwitch:
     def __init__(self, local, remotes: dict[str, ClientFactory] | None = None) -> None:
         self.local = local

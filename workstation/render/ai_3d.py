@@ -16,9 +16,8 @@ import numpy as np
 
 from workstation.model.finding import FindingKind
 from workstation.model.heatmap import Heatmap
-from workstation.model.volume import Volume, VolumeInfo
 from workstation.render import _vtk as vtk
-from workstation.render.bridge import prop_matrix, volume_to_local_vtk
+from workstation.render._layer import ContourSurface, grid_image
 from workstation.render.detections_layer import _EDGES, Drawn
 
 #: Radius of the sphere drawn for a point finding (mm).
@@ -135,28 +134,20 @@ class Detections3D:
             self.renderer.RemoveActor(actor)
 
 
-class HeatmapSurface3D:
+class HeatmapSurface3D(ContourSurface):
     """The surface where a heatmap crosses a threshold, semi-transparent in the heatmap's colour."""
 
     def __init__(self, renderer: vtk.vtkRenderer) -> None:
         from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D
-        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper
 
-        self.renderer = renderer
+        extract = vtkFlyingEdges3D()
+        extract.ComputeNormalsOn()
+        extract.ComputeScalarsOff()
+        super().__init__(renderer, extract)
         self.heatmap: Heatmap | None = None
         self.threshold = 0.5
-        self._visible = True
-        self.extract = vtkFlyingEdges3D()
-        self.extract.ComputeNormalsOn()
-        self.extract.ComputeScalarsOff()
-        self.mapper = vtkPolyDataMapper()
-        self.mapper.SetInputConnection(self.extract.GetOutputPort())
         self.mapper.ScalarVisibilityOff()
-        self.actor = vtkActor()
-        self.actor.SetMapper(self.mapper)
         self.actor.GetProperty().SetOpacity(HEATMAP_OPACITY)
-        self.actor.VisibilityOff()
-        renderer.AddActor(self.actor)
 
     def set_heatmap(self, heatmap: Heatmap | None, threshold: float = 0.5) -> None:
         """Show ``heatmap``'s iso-surface at ``threshold`` (0..1); None removes it."""
@@ -166,29 +157,12 @@ class HeatmapSurface3D:
         if heatmap is None:
             self.extract.RemoveAllInputs()
         else:
-            grid = Volume(heatmap.values, heatmap.affine, VolumeInfo())
-            self._image = volume_to_local_vtk(grid)
+            self._image, matrix = grid_image(heatmap.values, heatmap.affine)
             self.extract.SetInputData(self._image)
             self.extract.SetValue(0, self.threshold)
-            self.actor.SetUserMatrix(prop_matrix(grid))
+            self.actor.SetUserMatrix(matrix)
             self.actor.GetProperty().SetColor(*(c / 255.0 for c in heatmap.colour))
         self._apply()
 
-    @property
-    def visible(self) -> bool:
-        return self._visible and self.heatmap is not None
-
-    def set_visible(self, on: bool) -> None:
-        self._visible = bool(on)
-        self._apply()
-
-    def _apply(self) -> None:
-        self.actor.SetVisibility(self.visible)
-
-    def polydata(self) -> vtk.vtkPolyData:
-        """The surface in heatmap-grid mm (before the prop matrix), up to date."""
-        self.extract.Update()
-        return self.extract.GetOutput()
-
-    def remove(self) -> None:
-        self.renderer.RemoveActor(self.actor)
+    def _has_content(self) -> bool:
+        return self.heatmap is not None

@@ -36,3 +36,8 @@ def ai_badge(renderer: vtk.vtkRenderer, row: int = 0) -> vtk.vtkTextActor:
     badge.VisibilityOff()
     renderer.AddViewProp(badge)
     return badge
+
+
+def shown_text(badge: vtk.vtkTextActor) -> str:
+    """The badge's text as the user sees it now: "" while it is hidden."""
+    return (badge.GetInput() or "") if badge.GetVisibility() else ""

@@ -17,7 +17,7 @@ import numpy as np
 
 from workstation.model.finding import Finding, FindingKind
 from workstation.render import _vtk as vtk
-from workstation.render.badges import ai_badge
+from workstation.render.badges import ai_badge, shown_text
 from workstation.render.overlays import WorldLines
 
 _EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]  # the 12 cube edges
@@ -110,7 +110,7 @@ class DetectionsLayer:
 
     @property
     def badge_text(self) -> str:
-        return (self.badge.GetInput() or "") if self.badge.GetVisibility() else ""
+        return shown_text(self.badge)
 
     def update(self) -> None:
         """Recompute what the current plane shows (called before every render)."""

@@ -11,10 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from workstation.model.heatmap import Heatmap
-from workstation.model.volume import Volume, VolumeInfo
 from workstation.render import _vtk as vtk
-from workstation.render.badges import ai_badge
-from workstation.render.bridge import prop_matrix, volume_to_local_vtk
+from workstation.render._layer import SliceOverlay, grid_image
 
 DEFAULT_LOW = 0.1  # values below are not drawn: most of a heatmap is near zero
 
@@ -40,30 +38,14 @@ def heatmap_badge_text(heatmap: Heatmap) -> str:
     return f"AI-generated: {heatmap.model_id} {heatmap.model_version} ({heatmap.label} heatmap)"
 
 
-class HeatmapLayer:
+class HeatmapLayer(SliceOverlay):
     """The heat slice and its badge; the owner adds :attr:`slice` to the view's image stack."""
 
     def __init__(self, renderer: vtk.vtkRenderer, layer_number: int = 2, low: float = DEFAULT_LOW) -> None:
-        self.renderer = renderer
+        super().__init__(renderer, layer_number, opacity=0.6, badge_row=2, linear=True)
         self.heatmap: Heatmap | None = None
-        self._visible = True
-        self._opacity = 0.6
         self._image = None
-        self.mapper = vtk.vtkImageResliceMapper()
-        self.mapper.SliceFacesCameraOn()
-        self.mapper.SliceAtFocalPointOn()
-        self.mapper.SetAutoAdjustImageQuality(False)
-        self.property = vtk.vtkImageProperty()
-        self.property.SetInterpolationTypeToLinear()
         self.property.SetLookupTable(heat_lookup_table(low))
-        self.property.UseLookupTableScalarRangeOn()
-        self.property.SetLayerNumber(layer_number)
-        self.property.SetOpacity(self._opacity)
-        self.slice = vtk.vtkImageSlice()
-        self.slice.SetMapper(self.mapper)
-        self.slice.SetProperty(self.property)
-        self.slice.VisibilityOff()
-        self.badge = ai_badge(renderer, row=2)
 
     def set_heatmap(self, heatmap: Heatmap | None) -> None:
         self.heatmap = heatmap
@@ -71,36 +53,11 @@ class HeatmapLayer:
             self.mapper.RemoveAllInputs()
             self._image = None
         else:
-            grid = Volume(heatmap.values, heatmap.affine, VolumeInfo())
-            self._image = volume_to_local_vtk(grid)
+            self._image, matrix = grid_image(heatmap.values, heatmap.affine)
             self.mapper.SetInputData(self._image)
-            self.slice.SetUserMatrix(prop_matrix(grid))
+            self.slice.SetUserMatrix(matrix)
             self.badge.SetInput(heatmap_badge_text(heatmap))
-        self._apply()
+        self._apply_visibility()
 
-    @property
-    def opacity(self) -> float:
-        return self._opacity
-
-    def set_opacity(self, opacity: float) -> None:
-        self._opacity = float(np.clip(opacity, 0.0, 1.0))
-        self.property.SetOpacity(self._opacity)
-
-    @property
-    def visible(self) -> bool:
-        return self._visible and self.heatmap is not None
-
-    def set_visible(self, on: bool) -> None:
-        self._visible = bool(on)
-        self._apply()
-
-    @property
-    def badge_text(self) -> str:
-        return (self.badge.GetInput() or "") if self.badge.GetVisibility() else ""
-
-    def _apply(self) -> None:
-        self.slice.SetVisibility(self.visible)
-        self.badge.SetVisibility(self.visible)
-
-    def remove(self) -> None:
-        self.renderer.RemoveViewProp(self.badge)
+    def _has_content(self) -> bool:
+        return self.heatmap is not None

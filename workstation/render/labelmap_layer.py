@@ -20,10 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from workstation.model.labelmap import LabelMap
-from workstation.model.volume import Volume, VolumeInfo
 from workstation.render import _vtk as vtk
-from workstation.render.badges import ai_badge
-from workstation.render.bridge import prop_matrix, volume_to_local_vtk
+from workstation.render._layer import SliceOverlay, grid_image
 
 DEFAULT_OPACITY = 0.5
 
@@ -84,32 +82,16 @@ def nearest_grid_axis(affine: np.ndarray, direction) -> int:
     return 2 - best_ijk
 
 
-class LabelMapLayer:
+class LabelMapLayer(SliceOverlay):
     """The label slice and its badge.  The owner adds :attr:`slice` to the view's image stack."""
 
     def __init__(self, renderer: vtk.vtkRenderer, layer_number: int = 1) -> None:
-        self.renderer = renderer
+        super().__init__(renderer, layer_number, opacity=DEFAULT_OPACITY, badge_row=0, linear=False)
         self.labelmap: LabelMap | None = None
-        self._opacity = DEFAULT_OPACITY
-        self._visible = True
         self._image: vtk.vtkImageData | None = None
         self._outline = False
         self._outlines: dict[int, vtk.vtkImageData] = {}  # array axis -> boundary copy, made when first shown
         self._shown_image: vtk.vtkImageData | None = None
-        self.mapper = vtk.vtkImageResliceMapper()
-        self.mapper.SliceFacesCameraOn()
-        self.mapper.SliceAtFocalPointOn()
-        self.mapper.SetAutoAdjustImageQuality(False)
-        self.property = vtk.vtkImageProperty()
-        self.property.SetInterpolationTypeToNearest()
-        self.property.UseLookupTableScalarRangeOn()
-        self.property.SetLayerNumber(layer_number)
-        self.property.SetOpacity(self._opacity)
-        self.slice = vtk.vtkImageSlice()
-        self.slice.SetMapper(self.mapper)
-        self.slice.SetProperty(self.property)
-        self.slice.VisibilityOff()
-        self.badge = ai_badge(renderer, row=0)
         self._observer = renderer.AddObserver(vtk.vtkCommand.StartEvent, lambda *_: self._pick_image())
 
     # -- content -----------------------------------------------------------------------------------------
@@ -122,10 +104,9 @@ class LabelMapLayer:
             self.mapper.RemoveAllInputs()
             self._image = None
         else:
-            grid = Volume(labelmap.labels, labelmap.affine, VolumeInfo())
-            self._image = volume_to_local_vtk(grid)
+            self._image, matrix = grid_image(labelmap.labels, labelmap.affine)
             self._pick_image()
-            self.slice.SetUserMatrix(prop_matrix(grid))
+            self.slice.SetUserMatrix(matrix)
             self.property.SetLookupTable(label_lookup_table(labelmap))
             self.badge.SetInput(ai_badge_text(labelmap))
         self._apply_visibility()
@@ -162,40 +143,16 @@ class LabelMapLayer:
             axis = self._plane_axis()
             image = self._outlines.get(axis)
             if image is None:
-                grid = Volume(boundary_labels(self.labelmap.labels, axis), self.labelmap.affine, VolumeInfo())
-                image = self._outlines[axis] = volume_to_local_vtk(grid)
+                image = self._outlines[axis] = grid_image(boundary_labels(self.labelmap.labels, axis),
+                                                          self.labelmap.affine)[0]
         if image is not self._shown_image:
             self.mapper.SetInputData(image)
             self._shown_image = image
 
     # -- display -----------------------------------------------------------------------------------------
-    @property
-    def opacity(self) -> float:
-        return self._opacity
-
-    def set_opacity(self, opacity: float) -> None:
-        self._opacity = float(np.clip(opacity, 0.0, 1.0))
-        self.property.SetOpacity(self._opacity)
-
-    @property
-    def visible(self) -> bool:
-        """True when a label map is set and the layer is switched on."""
-        return self._visible and self.labelmap is not None
-
-    def set_visible(self, on: bool) -> None:
-        self._visible = bool(on)
-        self._apply_visibility()
-
-    @property
-    def badge_text(self) -> str:
-        """The AI-generated mark as shown now ("" when hidden or not AI)."""
-        return self.badge.GetInput() or "" if self.badge.GetVisibility() else ""
-
-    def _apply_visibility(self) -> None:
-        shown = self.visible
-        self.slice.SetVisibility(shown)
-        self.badge.SetVisibility(shown and bool(self.badge.GetInput()))
+    def _has_content(self) -> bool:
+        return self.labelmap is not None
 
     def remove(self) -> None:
         self.renderer.RemoveObserver(self._observer)
-        self.renderer.RemoveViewProp(self.badge)
+        super().remove()

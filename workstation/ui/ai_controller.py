@@ -286,8 +286,13 @@ class AiController(QObject):
         self.sync()
 
     def set_opacity(self, opacity: float) -> None:
+        """The opacity of the label and heatmap overlays in every 2D view (nothing else is redrawn: slider path)."""
         self.opacity = float(opacity)
-        self.sync()
+        for vp in self.slice_viewports():
+            layers = [vp.view.labels, self._heatmaps.get(vp.view)]
+            for layer in (layer for layer in layers if layer is not None):
+                layer.set_opacity(self.opacity)
+            vp.refresh()
 
     def current_labelmap(self, plugin_id: str) -> LabelMap | None:
         """The model's label map as the radiologist left it (edited segments are SEMIAUTOMATIC)."""

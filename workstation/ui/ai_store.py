@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from workstation.archive.switch import archive_name_of
 from workstation.model.finding import Finding
 from workstation.model.labelmap import LabelMap
 
@@ -80,7 +81,7 @@ class AiResultsStore:
             self.window._warn("AI results not stored", "No outbox is configured for this window; nothing was written.")
             return None
         archive, out_dir = self.window.archive, self.results_dir
-        targets = {job.series_uid: _archive_name(archive, job.series_uid) for job in jobs}
+        targets = {job.series_uid: archive_name_of(archive, job.series_uid) for job in jobs}
 
         def work(progress, cancel):
             return write_and_queue(jobs, targets, archive, out_dir, sync.folder)
@@ -149,12 +150,3 @@ def write_and_queue(jobs, targets: dict[str, str], archive, out_dir: Path,
 
 def _target_of(path: Path, stored: dict[str, StoredRevision], archive: str) -> bool:
     return any(s.archive == archive and path in (s.seg_path, s.sr_path) for s in stored.values())
-
-
-def _archive_name(archive, series_uid: str) -> str:
-    """The archive the series came from (results go back where their images are)."""
-    owner = getattr(archive, "owner", None)
-    if callable(owner):
-        return str(owner(series_uid))
-    name = getattr(archive, "name", "Local")
-    return str(name() if callable(name) else name)

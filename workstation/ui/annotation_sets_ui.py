@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPushButton,
                                QSpinBox, QVBoxLayout, QWidget)
 
+from workstation.archive.switch import archive_name_of
 from workstation.labels.annotation_sets import AnnotationSet, LoadedSet
 from workstation.labels.schema import LabelSchema, SchemaSegment, Tool
 
@@ -106,7 +107,7 @@ class AnnotationSetsFlow:
     def _owner(self, series_uid: str) -> tuple[str, object]:
         """(archive name, client) of the archive a series came from (the local one for a local series)."""
         archive = self.window.archive
-        name = _archive_name(archive, series_uid)
+        name = archive_name_of(archive, series_uid)
         client_for = getattr(archive, "client", None)
         return name, (client_for(name) if callable(client_for) else archive)
 
@@ -264,13 +265,3 @@ def _extended_schema(base: LabelSchema, segments) -> LabelSchema:
     known = {s.segment.number for s in base.segments}
     extra = tuple(SchemaSegment(s, EDIT_TOOLS, ()) for s in segments if s.number not in known)
     return replace(base, segments=base.segments + extra) if extra else base
-
-
-def _archive_name(archive, series_uid: str) -> str:
-    """The archive the series came from (annotations go back where their images are)."""
-    owner = getattr(archive, "owner", None)
-    if callable(owner):
-        return str(owner(series_uid))
-    name = getattr(archive, "name", "Local")
-    return str(name() if callable(name) else name)
-

@@ -125,15 +125,6 @@ class PriorsPanel(QWidget):
             self.tree.resizeColumnToContents(c)
         emit(self.status, self.header.text())
 
-    def series_item(self, series_uid: str) -> QTreeWidgetItem | None:
-        for i in range(self.tree.topLevelItemCount()):
-            top = self.tree.topLevelItem(i)
-            for j in range(top.childCount()):
-                ref = top.child(j).data(0, Qt.ItemDataRole.UserRole)
-                if ref is not None and ref.series_instance_uid == series_uid:
-                    return top.child(j)
-        return None
-
     def _on_item_activated(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         ref = item.data(0, Qt.ItemDataRole.UserRole)
         if ref is None:
