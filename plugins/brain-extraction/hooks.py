@@ -68,8 +68,7 @@ def infer(volume: Volume, context: HookContext) -> tuple[np.ndarray, np.ndarray]
         # threshold test on it is the same as on the probability (to 1/510)
         q = resize_nearest(np.rint(p_crop * np.float32(255.0)).astype(np.uint8), tuple(s.stop - s.start for s in box))
         del p_crop
-        inside = largest_component(q > m.output.threshold * 255.0)
-        inside = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(inside), False, 1))
+        inside = fill_holes(largest_component(q > m.output.threshold * 255.0))
     with context.stage("map_back"):
         labels = np.zeros(volume.shape, np.uint8)
         confidence = np.full(volume.shape, 255, np.uint8)  # outside the box: certainly not brain
@@ -160,6 +159,20 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     components = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
     largest = sitk.RelabelComponent(components, sortByObjectSize=True) == 1
     return sitk.GetArrayFromImage(largest).astype(np.uint8, copy=False)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` (uint8 0/1) with its holes filled: every background region (face-connected) that does not
+    reach the array's border becomes foreground -- what SimpleITK's BinaryFillhole gives, in one labelling."""
+    image = sitk.ConnectedComponent(sitk.GetImageFromArray((mask == 0).view(np.uint8)), False)
+    background = sitk.GetArrayViewFromImage(image)  # valid while ``image`` lives
+    faces = [background[0], background[-1], background[:, 0], background[:, -1], background[:, :, 0],
+             background[:, :, -1]]
+    outside = np.unique(np.concatenate([f.ravel() for f in faces]))
+    keep = np.ones(int(background.max()) + 1, np.uint8)  # label 0 is the mask itself: kept
+    keep[outside[outside > 0]] = 0
+    filled = keep[background]
+    return filled
 
 
 def bounding_box(mask_small: np.ndarray, shape) -> tuple[slice, ...]:

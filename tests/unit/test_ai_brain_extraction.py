@@ -79,6 +79,22 @@ def test_nearest_resize_samples_voxel_centres():
     assert h.resize_nearest(x[:4], (8, 1, 1)).ravel().tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+def test_holes_are_filled_as_simpleitk_fills_them():
+    import SimpleITK as sitk
+
+    h = _hooks()
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        mask = np.zeros((30, 32, 34), np.uint8)
+        mask[4:26, 5:27, 6:28] = 1
+        mask[8:22, 9:23, 10:24] = rng.random((14, 14, 14)) > 0.6  # cavities: closed ones and ones that open
+        mask[12:14, 0:8, 15:17] = 0  # a tunnel from the border: not a hole
+        want = sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(mask), False, 1))
+        got = h.fill_holes(mask)
+        assert got.dtype == np.uint8 and np.array_equal(got, want)
+        assert np.count_nonzero(got) > np.count_nonzero(mask)
+
+
 def test_normalisation_clips_then_standardises():
     h = _hooks()
     x = np.linspace(-50, 150, 1000, dtype=np.float32).reshape(10, 10, 10)

@@ -28,22 +28,52 @@ def _oblique_case():
     return labels, confidence, model_affine, volume
 
 
-def test_mapping_back_within_the_label_box_equals_a_full_resampling():
+def _full_nearest(values, model_affine, volume):
+    return grid.resample(grid.to_sitk(values, model_affine), volume.affine, volume.shape, labels=True)
+
+
+def _placed(mapped, volume, dtype=np.uint8):
+    out = np.zeros(volume.shape, dtype)
+    if mapped is not None:
+        part, target = mapped
+        out[target] = part
+    return out
+
+
+def test_mapping_back_onto_an_oblique_grid_within_the_label_box_equals_a_full_resampling():
     labels, confidence, model_affine, volume = _oblique_case()
-    full_labels = grid.resample(grid.to_sitk(labels, model_affine), volume.affine, volume.shape, labels=True)
-    full_conf = grid.resample(grid.to_sitk(confidence, model_affine), volume.affine, volume.shape, labels=False,
-                              pixel_type=sitk.sitkUInt8)
-    got_labels, got_conf = grid.to_source_grid(labels, confidence, model_affine, volume)
-    assert got_labels.shape == volume.shape and np.count_nonzero(full_labels) > 1000
-    assert np.array_equal(got_labels, full_labels)
-    inside = full_labels > 0
-    assert np.array_equal(got_conf[inside], full_conf[inside])  # where findings read it
+    packed = (labels.astype(np.uint16) << 8) | confidence  # label and confidence travel together
+    full = _full_nearest(packed, model_affine, volume)
+    got = _placed(grid.nearest_to_source(packed * (labels > 0), model_affine, volume), volume, np.uint16)
+    assert np.count_nonzero(full >> 8) > 1000
+    assert np.array_equal(got >> 8, full >> 8)
+    inside = (full >> 8) > 0
+    assert np.array_equal((got & 255)[inside], (full & 255)[inside])  # where findings read it
+
+
+def test_mapping_back_onto_a_grid_with_parallel_axes_is_exactly_simpleitks_nearest_neighbour():
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        model_shape = tuple(int(v) for v in rng.integers(20, 40, 3))
+        model_affine = np.eye(4)
+        model_affine[:3, :3] = grid.orientation_matrix(rng.choice(["LIA", "RAS", "SAR", "PLI"])) * rng.uniform(0.8, 2, 3)
+        model_affine[:3, 3] = rng.uniform(-5, 5, 3) - model_affine[:3, :3] @ (np.array(model_shape[::-1]) / 2)
+        source_shape = tuple(int(v) for v in rng.integers(25, 60, 3))
+        affine = np.eye(4)
+        affine[:3, :3] = grid.orientation_matrix(rng.choice(["LPS", "RAS", "SAR", "IPL"])) * rng.uniform(0.5, 1.7, 3)
+        affine[:3, 3] = rng.uniform(-5, 5, 3) - affine[:3, :3] @ (np.array(source_shape[::-1]) / 2)
+        volume = Volume(np.zeros(source_shape, np.int16), affine, VolumeInfo(modality="MR"))
+        labels = np.zeros(model_shape, np.uint8)
+        labels[3:-4, 5:-2, 2:-6] = rng.integers(0, 4, (model_shape[0] - 7, model_shape[1] - 7, model_shape[2] - 8))
+        assert grid.nearest_sampling(model_affine, model_shape, volume) is not None
+        got = _placed(grid.nearest_to_source(labels, model_affine, volume), volume)
+        assert np.array_equal(got, _full_nearest(labels, model_affine, volume))
 
 
 def test_mapping_back_nothing():
     labels, confidence, model_affine, volume = _oblique_case()
-    got_labels, got_conf = grid.to_source_grid(np.zeros_like(labels), confidence, model_affine, volume)
-    assert not got_labels.any() and (got_conf == 255).all()
+    assert grid.nearest_to_source(np.zeros_like(labels), model_affine, volume) is None
+    assert grid.nearest_sampling(model_affine, labels.shape, volume) is None  # oblique: no axis-by-axis sampling
 
 
 def test_nonzero_box_and_sub_volume_keep_positions():

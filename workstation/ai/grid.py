@@ -6,7 +6,7 @@ too, so the bridge only has to carry spacing, origin and direction across.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
@@ -135,37 +135,120 @@ def region_findings_in_box(find, labels: np.ndarray, confidence: np.ndarray, vol
     return find(labels[box], confidence[box], sub_volume(volume, box), manifest)
 
 
-def to_source_grid(labels: np.ndarray, confidence: np.ndarray, model_affine: np.ndarray,
-                   volume: Volume) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (nearest) and confidence (linear, uint8) from the model grid onto the volume's grid.
-
-    Only the part of the source grid that can receive a label is resampled: the box around the labels on
-    the model grid, widened by a model voxel, mapped into the source grid.  Outside it the labels are 0
-    (as a full resampling gives) and the confidence is 255; confidence is read inside labelled regions only.
-    """
-    out_labels = np.zeros(volume.shape, np.uint8)
-    out_conf = np.full(volume.shape, 255, np.uint8)
-    box = nonzero_box(labels)
-    if box is None:
-        return out_labels, out_conf
-    (k0, k1), (j0, j1), (i0, i1) = ((s.start - 1, s.stop) for s in box)  # widened by one voxel
+def source_box_of(model_box: tuple[slice, slice, slice], model_affine: np.ndarray,
+                  volume: Volume) -> tuple[slice, slice, slice] | None:
+    """The part of the volume's grid that nearest-neighbour sampling can take from ``model_box`` (a box
+    of the model grid): its corners, widened by a model voxel, mapped into the source grid (None: outside)."""
+    (k0, k1), (j0, j1), (i0, i1) = ((s.start - 1, s.stop) for s in model_box)
     corners = np.array([[i, j, k, 1.0] for i in (i0, i1) for j in (j0, j1) for k in (k0, k1)])
     ijk = volume.lps_to_index((corners @ model_affine.T)[:, :3])
     shape_ijk = np.array(volume.shape[::-1])
     lo = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, shape_ijk)
     hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 2, 0, shape_ijk)
     if np.any(hi <= lo):
-        return out_labels, out_conf
-    target = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
-    sub = sub_volume(Volume(np.broadcast_to(np.uint8(0), volume.shape), volume.affine), target)
+        return None
+    return (slice(int(lo[2]), int(hi[2])), slice(int(lo[1]), int(hi[1])), slice(int(lo[0]), int(hi[0])))
 
-    def into_place(out: np.ndarray, values: np.ndarray, labels: bool) -> None:
-        image = resample_image(to_sitk(values, model_affine), sub.affine, sub.shape, labels=labels,
-                               pixel_type=sitk.sitkUInt8)
-        out[target] = sitk.GetArrayViewFromImage(image)  # one copy, straight into place
 
-    with ThreadPoolExecutor(max_workers=1) as pool:  # SimpleITK lets go of the GIL: both at once
-        job = pool.submit(into_place, out_conf, confidence, False)
-        into_place(out_labels, labels, True)
-        job.result()
-    return out_labels, out_conf
+def nearest_to_source(values: np.ndarray, model_affine: np.ndarray,
+                      volume: Volume) -> tuple[np.ndarray, tuple[slice, slice, slice]] | None:
+    """``values`` (model grid ``[k, j, i]``) sampled by nearest neighbour onto the volume's grid -- only onto
+    the part of it that can receive a non-zero value: returns that part and where it goes in the volume's
+    grid (None when every value is 0 or the grids do not meet).  Elsewhere the result would be 0.
+
+    Grids with parallel axes (in any order) are mapped by repeating model voxels along each axis (several
+    times faster, the same voxels); others (an oblique source) by SimpleITK's resampling.
+    """
+    box = nonzero_box(values)
+    if box is None:
+        return None
+    target = source_box_of(box, model_affine, volume)
+    if target is None:
+        return None
+    part = sub_volume(Volume(np.broadcast_to(np.uint8(0), volume.shape), volume.affine), target)
+    sampling = nearest_sampling(model_affine, values.shape, part)
+    if sampling is not None:
+        out = np.zeros(part.shape, values.dtype)
+        sampling.expand_into(out, sampling.compress(values))
+        return out, target
+    image = resample_image(to_sitk(values, model_affine), part.affine, part.shape, labels=True)
+    return sitk.GetArrayFromImage(image), target
+
+
+# -- nearest-neighbour sampling between grids with parallel axes ---------------------------------------------
+@dataclass(frozen=True, eq=False)
+class NearestSampling:
+    """How a source grid samples a model grid by nearest neighbour when the two grids' axes are parallel
+    (in any order and direction), as SimpleITK's nearest-neighbour resampling does, axis by axis.
+
+    Source array axis ``n`` reads model array axis ``axes[n]``.  Along it the source positions
+    ``start[n]`` .. ``start[n] + sum(length[n]) - 1`` fall inside the model grid; they come in runs of
+    consecutive positions reading the same model index: run ``r`` has ``length[n][r]`` positions and reads
+    model index ``index[n][r]``.  The *compressed* grid holds one voxel per run on every axis (the model
+    voxels the source sees, in source order); expanding it by the run lengths gives the source grid.
+    """
+
+    axes: tuple[int, int, int]
+    start: tuple[int, int, int]
+    index: tuple[np.ndarray, np.ndarray, np.ndarray]
+    length: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    def compress(self, model_array: np.ndarray) -> np.ndarray:
+        """The model voxels the source grid reads, one per run, as a contiguous array in source axis order."""
+        moved = model_array.transpose(self.axes)
+        return np.ascontiguousarray(moved[np.ix_(*self.index)])
+
+    def run_starts(self, n: int) -> np.ndarray:
+        """First source position of every run along source axis ``n``."""
+        return self.start[n] + np.concatenate(([0], np.cumsum(self.length[n])[:-1])).astype(np.int64)
+
+    def expand_into(self, out: np.ndarray, compressed: np.ndarray) -> None:
+        """Write ``compressed`` expanded by the run lengths into ``out`` (the source grid); only the part of
+        the source grid holding the compressed grid's non-zero box is written, the rest is left alone."""
+        box = nonzero_box(compressed)
+        if box is None:
+            return
+        part = compressed[box]
+        target = []
+        for n in range(3):
+            lengths = self.length[n][box[n]]
+            part = np.repeat(part, lengths, axis=n)
+            first = int(self.run_starts(n)[box[n].start])
+            target.append(slice(first, first + int(lengths.sum())))
+        out[tuple(target)] = part
+
+
+def nearest_sampling(model_affine: np.ndarray, model_shape: tuple[int, int, int],
+                     volume: Volume) -> NearestSampling | None:
+    """The :class:`NearestSampling` of ``volume``'s grid reading the model grid, or None when the grids'
+    axes are not parallel (an oblique source: resample with SimpleITK instead) or do not overlap."""
+    to_model = np.linalg.inv(model_affine) @ volume.affine  # source index (i, j, k, 1) -> model continuous index
+    source_ijk = volume.shape[::-1]
+    model_ijk = tuple(model_shape)[::-1]
+    pairs: dict[int, int] = {}  # source ijk axis -> model ijk axis
+    for c in range(3):
+        column = np.abs(to_model[:3, c])
+        r = int(np.argmax(column))
+        # every other model axis must move by well under a thousandth of a voxel across the whole source axis
+        if r in pairs.values() or np.any(np.delete(column, r) * source_ijk[c] > 1e-3):
+            return None
+        pairs[c] = r
+    axes, start, index, length = [], [], [], []
+    for n in range(3):  # source array axis n = source ijk axis 2 - n
+        c = 2 - n
+        r = pairs[c]
+        positions = np.arange(source_ijk[c])
+        # SimpleITK's nearest neighbour rounds half up; the other source axes contribute (nearly) nothing
+        picked = np.floor(to_model[r, c] * positions + to_model[r, 3] + 0.5).astype(np.int64)
+        inside = np.flatnonzero((picked >= 0) & (picked < model_ijk[r]))
+        if inside.size == 0:
+            return None
+        picked = picked[inside[0]:inside[-1] + 1]
+        new_run = np.flatnonzero(np.diff(picked)) + 1
+        starts = np.concatenate(([0], new_run))
+        axes.append(2 - r)
+        start.append(int(inside[0]))
+        index.append(picked[starts])
+        length.append(np.diff(np.concatenate((starts, [picked.size]))).astype(np.int64))
+    return NearestSampling((axes[0], axes[1], axes[2]), (start[0], start[1], start[2]),
+                           (index[0], index[1], index[2]), (length[0], length[1], length[2]))

@@ -27,19 +27,32 @@ def labels_from_scores(scores: np.ndarray, activation: Activation, threshold: fl
     confidence = np.zeros(scores.shape[1:], np.uint8)
 
     def slab(z: int) -> None:  # numpy lets go of the GIL: slabs run side by side on the cores
-        s = scores[:, z:z + _SLAB].astype(np.float32, copy=True)
-        if activation is Activation.SOFTMAX:
-            s -= s.max(axis=0, keepdims=True)
-            np.exp(s, out=s)
-            s /= s.sum(axis=0, keepdims=True)
-        elif activation is Activation.SIGMOID:
-            s = 1.0 / (1.0 + np.exp(-s))
+        s = scores[:, z:z + _SLAB]
         best = s.argmax(axis=0)
-        p = np.take_along_axis(s, best[None], axis=0)[0]
-        if activation is Activation.SIGMOID:
+        top = s.max(axis=0).astype(np.float32)  # the winning channel's score
+        # the winner's probability, without normalising every channel: softmax -> 1 / sum(exp(s - top)),
+        # sigmoid -> sigmoid(top) (monotonic: the highest score is the most probable channel)
+        if activation is Activation.SOFTMAX:
+            total = np.zeros_like(top)
+            for c in range(s.shape[0]):
+                e = s[c].astype(np.float32, copy=True)
+                e -= top
+                np.exp(e, out=e)
+                total += e
+            p = np.reciprocal(total, out=total)
+        elif activation is Activation.SIGMOID:
+            p = np.negative(top, out=top)
+            np.exp(p, out=p)
+            p += np.float32(1.0)
+            np.reciprocal(p, out=p)
             best = np.where(p >= threshold, best + 1, 0)
+        else:
+            p = top
         labels[z:z + _SLAB] = best
-        confidence[z:z + _SLAB] = np.clip(np.rint(p * 255.0), 0, 255).astype(np.uint8)
+        p *= np.float32(255.0)
+        np.rint(p, out=p)
+        np.clip(p, 0, 255, out=p)
+        confidence[z:z + _SLAB] = p
 
     with ThreadPoolExecutor(max_workers=workers()) as pool:
         list(pool.map(slab, range(0, k, _SLAB)))
@@ -54,7 +67,7 @@ def workers() -> int:
 def region_findings(labels: np.ndarray, confidence: np.ndarray, volume: Volume, manifest: Manifest) -> list[Finding]:
     """One finding per connected region of each label (largest first, limited by the manifest).
 
-    Regions come from SimpleITK (connected components, relabelled largest first, shape statistics);
+    Regions come from SimpleITK (connected components and their shape statistics, largest first);
     a region's score is its mean confidence, summed exactly in integers over the region's bounding
     box only (the same value a LabelStatisticsImageFilter gives, without its whole-image histograms).
     """
@@ -67,20 +80,15 @@ def region_findings(labels: np.ndarray, confidence: np.ndarray, volume: Volume, 
         return findings
 
     def of_label(spec) -> list[Finding]:
-        mask = sitk.GetImageFromArray((labels == spec.value).view(np.uint8))
-        relabel = sitk.RelabelComponentImageFilter()
-        relabel.SetMinimumObjectSize(min_voxels)
-        relabel.SetSortByObjectSize(True)
-        regions = relabel.Execute(sitk.ConnectedComponent(mask))
-        del mask
-        if relabel.GetNumberOfObjects() == 0:
-            return []
+        regions = sitk.ConnectedComponent(sitk.GetImageFromArray((labels == spec.value).view(np.uint8)))
         shape = sitk.LabelShapeStatisticsImageFilter()
         shape.ComputePerimeterOff()  # on by default and the costliest part; findings need no perimeter
-        shape.Execute(regions)
+        shape.Execute(regions)  # every region at once: cheaper than relabelling by size first
+        sizes = {region: shape.GetNumberOfPixels(region) for region in shape.GetLabels()}
+        largest = sorted((r for r, n in sizes.items() if n >= min_voxels), key=lambda r: (-sizes[r], r))[:limit]
         return [_finding(shape, _mean_in_region(confidence, regions, region, shape.GetBoundingBox(region)), region,
                          spec.name, spec.value, voxel_mm3, volume, provenance)
-                for region in sorted(shape.GetLabels())[:limit]]
+                for region in largest]
 
     # SimpleITK lets go of the GIL: the labels are looked at side by side (findings stay in label order)
     with ThreadPoolExecutor(max_workers=min(workers(), len(manifest.labels))) as pool:
@@ -104,14 +112,22 @@ def _finding(shape, mean: float, region: int, name: str, value: int, voxel_mm3: 
              provenance: Provenance) -> Finding:
     # the images carry no geometry (index space): map indices through the volume's affine
     i0, j0, k0, ni, nj, nk = shape.GetBoundingBox(region)
-    corners = np.array([[i, j, k] for i in (i0, i0 + ni - 1) for j in (j0, j0 + nj - 1) for k in (k0, k0 + nk - 1)], float)
+    return _region_finding(name, value, mean, shape.GetNumberOfPixels(region), shape.GetCentroid(region),
+                           (i0, j0, k0), (i0 + ni - 1, j0 + nj - 1, k0 + nk - 1), voxel_mm3, volume, provenance)
+
+
+def _region_finding(name: str, value: int, mean: float, voxels: float, centroid_ijk, first_ijk, last_ijk,
+                    voxel_mm3: float, volume: Volume, provenance: Provenance) -> Finding:
+    """A region finding from its mean confidence (0..255), voxel count, centroid and inclusive index box."""
+    corners = np.array([[i, j, k] for i in (first_ijk[0], last_ijk[0]) for j in (first_ijk[1], last_ijk[1])
+                        for k in (first_ijk[2], last_ijk[2])], float)
     lps = volume.index_to_lps(corners)
-    centroid = volume.index_to_lps(np.asarray(shape.GetCentroid(region)))
+    centroid = volume.index_to_lps(np.asarray(centroid_ijk, float))
     return Finding(
         kind=FindingKind.REGION, label=name, score=round(mean / 255.0, 4),
         centroid_mm=tuple(float(v) for v in centroid), bbox_min_mm=tuple(float(v) for v in lps.min(axis=0)),
         bbox_max_mm=tuple(float(v) for v in lps.max(axis=0)), provenance=provenance,
-        volume_mm3=float(shape.GetNumberOfPixels(region)) * voxel_mm3, segment_number=value,
+        volume_mm3=float(voxels) * voxel_mm3, segment_number=value,
         series_instance_uid=volume.info.series_instance_uid,
     )
 

@@ -152,9 +152,23 @@ def run_model(model: OnnxModel, m: Manifest, volume: Volume, options: RunOptions
     cancel.check()
     report(Progress(3, 4, "mapping back to the source grid"))
     mark = time.perf_counter()
-    labels, confidence = grid.to_source_grid(labels, confidence, model_affine, volume)  # resamples the label box
-    labelmap = LabelMap.on_grid_of(volume, labels, _segments(m))
-    findings = tuple(grid.region_findings_in_box(region_findings, labels, confidence, volume, m))
+    # label and confidence travel together (one uint16) through one nearest-neighbour mapping onto the part
+    # of the source grid that can receive a label; regions are counted there, on the source grid
+    box = grid.nonzero_box(labels)
+    on_source = np.zeros(volume.shape, np.uint8)
+    findings: tuple[Finding, ...] = ()
+    mapped = None
+    if box is not None:
+        packed = (labels[box].astype(np.uint16) << 8) | confidence[box]
+        mapped = grid.nearest_to_source(packed, grid.sub_volume(Volume(labels, model_affine), box).affine, volume)
+        del packed
+    if mapped is not None:
+        packed_source, target = mapped
+        on_source[target] = packed_source >> 8
+        findings = tuple(grid.region_findings_in_box(region_findings, on_source[target],
+                                                     (packed_source & 255).astype(np.uint8),
+                                                     grid.sub_volume(volume, target), m))
+    labelmap = LabelMap.on_grid_of(volume, on_source, _segments(m))
     t["map_back"] = time.perf_counter() - mark
     t["total"] = time.perf_counter() - start
     report(Progress(4, 4, "done"))
