@@ -66,9 +66,17 @@ def infer(volume: Volume, context: HookContext) -> tuple[np.ndarray, np.ndarray]
         context.report(Progress(3, 4, "post-processing"))
         # brain probability as 0..255 before resizing: a quarter of the bytes to move, and the
         # threshold test on it is the same as on the probability (to 1/510)
-        q = resize_nearest(np.rint(p_crop * np.float32(255.0)).astype(np.uint8), tuple(s.stop - s.start for s in box))
+        q8 = np.rint(p_crop * np.float32(255.0)).astype(np.uint8)
         del p_crop
-        inside = fill_holes(largest_component(q > m.output.threshold * 255.0))
+        # the largest region and its holes on the crop voxels the resize reads (one per run of box voxels
+        # reading the same one): resizing repeats voxels, which keeps regions and holes as they are
+        picks = [nearest_index(n, s.stop - s.start) for n, s in zip(q8.shape, box)]
+        runs = [np.flatnonzero(np.diff(np.concatenate(([-1], p)))) for p in picks]  # first box voxel of each run
+        lengths = [np.diff(np.concatenate((r, [p.size]))) for r, p in zip(runs, picks)]
+        q_read = q8[np.ix_(*[p[r] for p, r in zip(picks, runs)])]
+        del q8
+        inside = repeat(fill_holes(largest_component(q_read > m.output.threshold * 255.0)), lengths)
+        q = repeat(q_read, lengths)
     with context.stage("map_back"):
         labels = np.zeros(volume.shape, np.uint8)
         confidence = np.full(volume.shape, 255, np.uint8)  # outside the box: certainly not brain
@@ -120,10 +128,27 @@ def restore_box(box: tuple[slice, ...], perm, flips, source_shape) -> tuple[slic
     return tuple(out)
 
 
+def nearest_index(n: int, o: int) -> np.ndarray:
+    """The input index each of ``o`` output voxels reads when ``n`` voxels are resized to ``o`` (voxel centres)."""
+    return np.minimum(((np.arange(o) + 0.5) * (n / o)).astype(np.int64), n - 1)
+
+
 def resize_nearest(x: np.ndarray, shape) -> np.ndarray:
-    """Nearest-neighbour resize sampling each output voxel's centre (PyTorch's ``nearest-exact``)."""
-    index = [np.minimum(((np.arange(o) + 0.5) * (n / o)).astype(np.int64), n - 1) for n, o in zip(x.shape, shape)]
-    return np.ascontiguousarray(x[np.ix_(*index)])
+    """Nearest-neighbour resize sampling each output voxel's centre (PyTorch's ``nearest-exact``).
+
+    The gather walks ``x`` in its memory order (``x`` is often a transposed view of the scan), then one
+    copy puts the result in C order: twice as fast as gathering along the view's own axes."""
+    index = [nearest_index(n, o) for n, o in zip(x.shape, shape)]
+    order = sorted(range(3), key=lambda a: -abs(x.strides[a]))  # slowest-varying axis first
+    gathered = x.transpose(order)[np.ix_(*[index[a] for a in order])]
+    return np.ascontiguousarray(gathered.transpose(np.argsort(order)))
+
+
+def repeat(x: np.ndarray, lengths) -> np.ndarray:
+    """``x`` with its voxels repeated ``lengths[a][i]`` times along each axis ``a``."""
+    for axis, n in enumerate(lengths):
+        x = np.repeat(x, n, axis=axis)
+    return x
 
 
 def normalise(x: np.ndarray, low: float, high: float) -> np.ndarray:
