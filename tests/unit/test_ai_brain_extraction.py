@@ -79,6 +79,22 @@ def test_nearest_resize_samples_voxel_centres():
     assert h.resize_nearest(x[:4], (8, 1, 1)).ravel().tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+def test_resizing_a_transposed_view_and_repeating_read_voxels_equal_plain_nearest_resizing():
+    h = _hooks()
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 100, (40, 50, 60)).astype(np.int16).transpose(2, 1, 0)[::-1, :, ::-1]  # as reorient() gives
+    shape = (33, 47, 70)
+    want = x[np.ix_(*[h.nearest_index(n, o) for n, o in zip(x.shape, shape)])]
+    got = h.resize_nearest(x, shape)
+    assert got.flags.c_contiguous and np.array_equal(got, want)
+    for n, o in ((229, 256), (256, 320), (256, 256), (256, 200), (10, 37)):  # down, up, same
+        v = rng.integers(0, 9, (n, 3))
+        picks = h.nearest_index(n, o)
+        runs = np.flatnonzero(np.diff(np.concatenate(([-1], picks))))
+        lengths = np.diff(np.concatenate((runs, [picks.size])))
+        assert np.array_equal(h.repeat(v[picks[runs]], [lengths, np.ones(3, int)]), v[picks])
+
+
 def test_holes_are_filled_as_simpleitk_fills_them():
     import SimpleITK as sitk
 
