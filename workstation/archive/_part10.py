@@ -25,6 +25,8 @@ _LAST = (0x0020, 0x0037)  # ImageOrientationPatient: nothing after it is wanted
 _HEAD = struct.Struct("<HH")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
+_HEAD_IMPLICIT = struct.Struct("<HHI")
+_HEAD_EXPLICIT = struct.Struct("<HH2sH")
 
 
 class _Damaged(Exception):
@@ -45,7 +47,7 @@ def _element(body: bytes, pos: int, implicit: bool) -> tuple[int, int, int, int]
     group, element = _HEAD.unpack_from(body, pos)
     if implicit or group == 0xFFFE:  # items and delimiters have no VR, even in explicit VR
         return group, element, pos + 8, _U32.unpack_from(body, pos + 4)[0]
-    if body[pos + 4 : pos + 6] in _LONG_VRS:
+    if bytes(body[pos + 4 : pos + 6]) in _LONG_VRS:
         if pos + 12 > len(body):
             raise _Damaged
         return group, element, pos + 12, _U32.unpack_from(body, pos + 8)[0]
@@ -63,6 +65,40 @@ def _skip_sequence(body: bytes, pos: int, implicit: bool) -> int:
         if element != _ITEM:
             raise _Damaged
         pos = _walk(body, pos, implicit, None, item_end=True) if length == _UNDEFINED else pos + length
+
+
+def _walk_top(body: bytes, pos: int, implicit: bool, found: dict) -> int:
+    """:func:`_walk` at the top level, the loop written out: ~50 elements precede group 0020 in a typical
+    image, and this walk is most of a fast retrieval's time per instance (~2x faster than one call each)."""
+    end = len(body)
+    head_i, head_e, u32 = _HEAD_IMPLICIT.unpack_from, _HEAD_EXPLICIT.unpack_from, _U32.unpack_from
+    long_vrs = _LONG_VRS
+    while pos < end:
+        if pos + 8 > end:
+            raise _Damaged
+        if implicit:
+            group, element, length = head_i(body, pos)
+            value = pos + 8
+        else:
+            group, element, vr, length = head_e(body, pos)
+            value = pos + 8
+            if group == 0xFFFE:
+                length = u32(body, pos + 4)[0]
+            elif vr in long_vrs:
+                if pos + 12 > end:
+                    raise _Damaged
+                length, value = u32(body, pos + 8)[0], pos + 12
+        if group > 0x0020 or (group == 0x0020 and element > 0x0037):
+            return pos
+        if length == _UNDEFINED:
+            pos = _skip_sequence(body, value, implicit)
+            continue
+        pos = value + length
+        if pos > end:
+            raise _Damaged
+        if group == 0x0020 and element in (0x0013, 0x0032, 0x0037):
+            found[element] = bytes(body[value:pos])
+    return pos
 
 
 def _walk(body: bytes, pos: int, implicit: bool, found: dict | None, item_end: bool = False) -> int:
@@ -91,12 +127,18 @@ def _meta(body: bytes) -> tuple[str, str, int]:
     """(SOP Instance UID, transfer syntax UID, offset of the dataset) from the file meta group."""
     if body[128:132] != b"DICM":
         raise _Damaged
-    pos, sop, syntax = 132, "", ""
-    while pos + 8 <= len(body):
-        group, element, value, length = _element(body, pos, False)
+    pos, sop, syntax, end = 132, "", "", len(body)
+    head, u32 = _HEAD_EXPLICIT.unpack_from, _U32.unpack_from
+    while pos + 8 <= end:  # explicit VR little endian by definition (as _element reads it, written out)
+        group, element, vr, length = head(body, pos)
         if group != 0x0002:
             break
-        if length == _UNDEFINED or value + length > len(body):
+        value = pos + 8
+        if vr in _LONG_VRS:
+            if pos + 12 > end:
+                raise _Damaged
+            length, value = u32(body, pos + 8)[0], pos + 12
+        if length == _UNDEFINED or value + length > end:
             raise _Damaged
         if element == 0x0003:
             sop = _uid(body[value : value + length])
@@ -116,14 +158,22 @@ def meta_sop_uid(body: bytes) -> str:
         return ""
 
 
-def _numbers(raw: bytes | None, count: int) -> tuple[float, ...] | None:
+def _numbers(raw: bytes | None, count: int, exact: bool = False) -> tuple[float, ...] | None:
+    """The numbers of a DS value (``count`` of them; exactly that many with ``exact``), None if it has fewer
+    or is not numbers."""
     if raw is None:
         return None
     try:
         values = tuple(float(v) for v in raw.decode("ascii").strip("\0 ").split("\\"))
     except (UnicodeDecodeError, ValueError):
         return None
+    if exact:
+        return values if len(values) == count else None
     return values[:count] if len(values) >= count else None
+
+
+#: For walking other little-endian encodings (C-FIND answers) the same way.
+Damaged, UNDEFINED_LENGTH, walk_element, skip_sequence, ds_numbers = _Damaged, _UNDEFINED, _element, _skip_sequence, _numbers
 
 
 def header_spot(body: bytes) -> InstanceSpot | None:
@@ -134,7 +184,7 @@ def header_spot(body: bytes) -> InstanceSpot | None:
         if syntax in _NOT_WALKED:
             return None
         found: dict[int, bytes] = {}
-        _walk(body, pos, syntax == IMPLICIT_LE, found)
+        _walk_top(body, pos, syntax == IMPLICIT_LE, found)
     except (_Damaged, struct.error, RecursionError):
         return None
     number = None

@@ -31,7 +31,7 @@ from pathlib import Path
 from workstation.archive.local import safe_component
 
 PART_SUFFIX = ".part"
-_live_parts: set[Path] = set()  # temporary files being written by this process now
+_live_parts: set[str] = set()  # temporary files being written by this process now
 _live_lock = threading.Lock()
 
 
@@ -60,16 +60,20 @@ class SeriesCache:
     def __init__(self, root: Path | str, study_uid: str, series_uid: str, index: CacheIndex | None = None) -> None:
         self.folder = Path(root) / safe_component(study_uid) / safe_component(series_uid)
         self.study_uid, self.series_uid, self.index = study_uid, series_uid, index
+        self._dir = os.fspath(self.folder)  # string paths where hundreds of instances are written
 
     def _record(self, sop_uid: str, path: Path, size: int) -> None:
         if self.index is not None:
             self.index.record(self.study_uid, self.series_uid, sop_uid, path, size)
 
     def path(self, sop_uid: str) -> Path:
-        return self.folder / (safe_component(sop_uid) + ".dcm")
+        return Path(self.path_str(sop_uid))
+
+    def path_str(self, sop_uid: str) -> str:
+        return f"{self._dir}{os.sep}{safe_component(sop_uid)}.dcm"
 
     def has(self, sop_uid: str) -> bool:
-        return self.path(sop_uid).is_file()
+        return os.path.isfile(self.path_str(sop_uid))
 
     def files(self) -> list[Path]:
         """The complete instance files present, sorted by name."""
@@ -83,7 +87,10 @@ class SeriesCache:
         return self._temp_name(sop_uid)
 
     def _temp_name(self, sop_uid: str) -> Path:
-        return self.folder / f".{safe_component(sop_uid)}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
+        return Path(self._temp_str(sop_uid))
+
+    def _temp_str(self, sop_uid: str) -> str:
+        return f"{self._dir}{os.sep}.{safe_component(sop_uid)}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
 
     @contextlib.contextmanager
     def _writing(self, sop_uid: str):
@@ -91,7 +98,7 @@ class SeriesCache:
         unless it was moved into place."""
         tmp = self._temp_name(sop_uid)
         with _live_lock:
-            _live_parts.add(tmp)
+            _live_parts.add(str(tmp))
         try:
             yield tmp
         except BaseException:
@@ -100,9 +107,9 @@ class SeriesCache:
             raise
         finally:
             with _live_lock:
-                _live_parts.discard(tmp)
+                _live_parts.discard(str(tmp))
 
-    def record_many(self, rows: Sequence[tuple[str, Path, int]]) -> None:
+    def record_many(self, rows: Sequence[tuple[str, Path | str, int]]) -> None:
         """Index instances written with ``record=False``: (SOP UID, path, size) each, in one transaction."""
         if self.index is not None and rows:
             self.index.record_many(self.study_uid, self.series_uid, rows)
@@ -113,22 +120,22 @@ class SeriesCache:
         No fsync: this is a copy of what the archive holds, not worth a disk flush per instance (a crash
         of the process still leaves only whole files).  ``record=False`` leaves indexing to
         :meth:`record_many`."""
-        size = 0
-        with self._writing(sop_uid) as tmp:
-            try:
-                fp = open(tmp, "wb")  # noqa: SIM115 - closed by the with below
-            except FileNotFoundError:  # the first instance of the series: no folder yet
-                self.folder.mkdir(parents=True, exist_ok=True)
-                fp = open(tmp, "wb")  # noqa: SIM115
-            with fp:
-                for chunk in chunks:
-                    fp.write(chunk)
-                    size += len(chunk)
-            final = self.path(sop_uid)
-            os.replace(tmp, final)
+        out = self.open_instance(sop_uid)
+        try:
+            for chunk in chunks:
+                out.write(chunk)
+        except BaseException:
+            out.discard()
+            raise
+        final, size = out.commit()
         if record:
-            self._record(sop_uid, final, size)
-        return final, size
+            self._record(sop_uid, Path(final), size)
+        return Path(final), size
+
+    def open_instance(self, sop_uid: str) -> InstanceFile:
+        """A new instance file to write in pieces; :meth:`InstanceFile.commit` moves it into place (not
+        indexed: see :meth:`record_many`), :meth:`InstanceFile.discard` removes it."""
+        return InstanceFile(self, sop_uid)
 
     def write_dataset(self, sop_uid: str, dataset) -> tuple[Path, int]:
         """Write a pydicom dataset (with its file meta) atomically; returns (final path, size)."""
@@ -151,10 +158,67 @@ class SeriesCache:
             live = set(_live_parts)
         for p in self.folder.glob(f".*{PART_SUFFIX}"):
             owner = _part_owner(p.name)
-            if p in live or (owner is not None and owner != me and _process_alive(owner)):
+            if str(p) in live or (owner is not None and owner != me and _process_alive(owner)):
                 continue
             with contextlib.suppress(OSError):
                 p.unlink()
+
+
+class InstanceFile:
+    """One instance being written to a hidden temporary file of its series' folder (live: never cleaned up
+    by :meth:`SeriesCache.remove_parts` meanwhile), then moved into place whole.  Unbuffered ``os.write``
+    calls: the pieces are large (a whole instance, or a network PDU), a buffer would only copy them."""
+
+    __slots__ = ("cache", "sop_uid", "tmp", "fd", "size")
+
+    def __init__(self, cache: SeriesCache, sop_uid: str) -> None:
+        self.cache, self.sop_uid, self.size = cache, sop_uid, 0
+        self.tmp = cache._temp_str(sop_uid)
+        with _live_lock:
+            _live_parts.add(self.tmp)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        try:
+            try:
+                self.fd = os.open(self.tmp, flags, 0o644)
+            except FileNotFoundError:  # the first instance of the series: no folder yet
+                cache.folder.mkdir(parents=True, exist_ok=True)
+                self.fd = os.open(self.tmp, flags, 0o644)
+        except BaseException:
+            self._forget()
+            raise
+
+    def write(self, data) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        self.size += len(data)
+
+    def commit(self) -> tuple[str, int]:
+        """Close and move into place; returns (final path, size) (a string: hundreds a series)."""
+        try:
+            os.close(self.fd)
+            self.fd = -1
+            final = self.cache.path_str(self.sop_uid)
+            os.replace(self.tmp, final)
+        except BaseException:
+            self.discard()
+            raise
+        self._forget()
+        return final, self.size
+
+    def discard(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp)
+        self._forget()
+
+    def _forget(self) -> None:
+        with _live_lock:
+            _live_parts.discard(self.tmp)
 
 
 @dataclass(frozen=True)
@@ -188,6 +252,7 @@ class CacheIndex:
 
     def __init__(self, root: Path | str, max_bytes: int = DEFAULT_MAX_MB * 1_000_000) -> None:
         self.root = Path(root)
+        self._root_prefix = os.path.join(os.fspath(self.root), "")
         self.max_bytes = int(max_bytes)
         self.root.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -205,6 +270,11 @@ class CacheIndex:
             self._local.conn = conn
         return conn
 
+    def _rel(self, path: Path | str) -> str:
+        """A path under the root as stored in the index (relative; string work: hundreds per series)."""
+        text, prefix = os.fspath(path), self._root_prefix
+        return text[len(prefix):] if text.startswith(prefix) else str(Path(path).relative_to(self.root))
+
     def series_cache(self, study_uid: str, series_uid: str) -> SeriesCache:
         return SeriesCache(self.root, study_uid, series_uid, index=self)
 
@@ -217,10 +287,10 @@ class CacheIndex:
         db.execute("INSERT INTO series(series, study, accessed) VALUES (?,?,?) ON CONFLICT(series) "
                    "DO UPDATE SET accessed = excluded.accessed", (series, study, time.time()))
 
-    def record_many(self, study: str, series: str, rows: Sequence[tuple[str, Path, int]]) -> None:
+    def record_many(self, study: str, series: str, rows: Sequence[tuple[str, Path | str, int]]) -> None:
         """Index several instances of one series in one transaction: (SOP UID, path, size) each."""
         db = self._conn()
-        data = [(sop, study, series, str(Path(path).relative_to(self.root)), int(size)) for sop, path, size in rows]
+        data = [(sop, study, series, self._rel(path), int(size)) for sop, path, size in rows]
         self._transaction(db, lambda: (
             db.executemany("INSERT OR REPLACE INTO instances(sop, study, series, path, size) VALUES (?,?,?,?,?)",
                            data),
@@ -248,9 +318,9 @@ class CacheIndex:
         known = {r[0] for r in db.execute("SELECT sop FROM instances WHERE series = ?", (series,))}
         rows = []
         for pos, sop in enumerate(sops):
-            path = cache.path(sop)
-            size = 0 if sop in known else (path.stat().st_size if path.is_file() else 0)
-            rows.append((sop, study, series, str(path.relative_to(self.root)), size, pos))
+            path = cache.path_str(sop)
+            size = 0 if sop in known else (os.path.getsize(path) if os.path.isfile(path) else 0)
+            rows.append((sop, study, series, self._rel(path), size, pos))
 
         def body() -> None:
             db.executemany("INSERT INTO instances(sop, study, series, path, size, position) VALUES (?,?,?,?,?,?) "

@@ -280,9 +280,10 @@ class DicomWebArchive:
                           cancel: CancelToken | None) -> tuple[list[Path], list[str]]:
         cache = self.cache_index.series_cache(study, series_instance_uid)
         cache.remove_parts()
-        tally = Tally(cache, progress, cancel)
+        resuming = bool(cache.files())
+        tally = Tally(cache, progress, cancel, fresh=not resuming)
         try:
-            if cache.files():
+            if resuming:
                 spots = self.instance_spots(study, series_instance_uid)
             else:
                 spots = self._stream_with_prefetch(study, series_instance_uid, tally)

@@ -4,7 +4,9 @@ over TLS.
 Retrieval is middle slices first on one association (see :mod:`workstation.archive._dimse_retrieve`) and
 lands in the cache atomically, instance by instance, keyed by the SOP Instance UID the peer announces in each
 C-STORE request (nothing is decoded on the way in).  When part of a series is already cached, only the
-missing instances are asked for, so an interrupted retrieval resumes.
+missing instances are asked for, so an interrupted retrieval resumes.  C-GET and C-FIND messages are
+exchanged on the association's socket directly (:mod:`workstation.archive._dimse_raw`): pynetdicom
+negotiates, releases and aborts, but its per-message threads cost ~5 ms an instance.
 
 C-MOVE needs the workstation's own storage SCP: it is started on ``move_destination_port`` for the
 duration of the retrieval, under ``calling_ae`` (the archive must know that AE title and its address).
@@ -14,23 +16,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, _config as pynetdicom_config, build_role, evt
+from pynetdicom import AE, _config as pynetdicom_config, evt
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind as PATIENT_FIND_MODEL,
     StudyRootQueryRetrieveInformationModelFind as FIND_MODEL,
-    StudyRootQueryRetrieveInformationModelGet as GET_MODEL,
     StudyRootQueryRetrieveInformationModelMove as MOVE_MODEL,
     Verification,
 )
 
 from workstation.archive._dimse_patients import PatientMatch, patient_match, patient_query
+from workstation.archive._dimse_get import SPREAD_MIN, CGet
+from workstation.archive._dimse_raw import c_find, context_syntax
 from workstation.archive._dimse_retrieve import (
     Receiver, batches, count_query, image_query, instance_count, middle_out_missing, numbered_query,
-    retrieve_identifier, spots_of,
+    retrieve_identifier, spots_of, spots_of_raw,
 )
 from workstation.archive._dimse_store import NATIVE, headers, payload
 from workstation.archive._dimse_support import (
@@ -66,14 +70,14 @@ def _int(ds: Dataset, keyword: str) -> int | None:
         return None
 
 
-class DimseArchive:
+class DimseArchive(CGet):
     """An :class:`~workstation.archive.client.ArchiveClient` over DIMSE (Study Root query/retrieve; Patient
     Root for :meth:`find_patients`), in the clear or over TLS (``tls``)."""
 
     def __init__(self, name: str, host: str, port: int, called_ae: str, calling_ae: str = "WORKSTATION", *,
                  retrieve: str = "get", move_destination_port: int | None = None, move_listen_host: str = "",
                  cache_dir: Path | str | None = None, timeout: float = 30.0,
-                 cache_max_bytes: int | None = None, tls: DimseTls | None = None) -> None:
+                 cache_max_bytes: int | None = None, tls: DimseTls | None = None, associations: int = 1) -> None:
         if retrieve not in ("get", "move"):
             raise ValueError(f"retrieve must be 'get' or 'move', not {retrieve!r}")
         if retrieve == "move" and not move_destination_port:
@@ -89,10 +93,16 @@ class DimseArchive:
                             if self.cache_dir is not None else None)
         #: C-MOVE results arrive at one listening port: one retrieval at a time; C-GET runs several.
         self.parallel_retrievals = 1 if retrieve == "move" else 3
+        #: Associations sharing the bulk of one C-GET retrieval.  Each instance of a C-GET costs a round trip,
+        #: so an archive far away delivers faster over several; on a fast link one is faster (it needs no
+        #: listing of the series first, and setting an association up costs ~20 ms).
+        self.associations = max(1, int(associations))
         self.timeout = float(timeout)
         self.tls = tls
         self._tls_context = tls.context() if tls is not None else None
         self._study_of: dict[str, str] = {}  # series UID -> study UID, learned from queries
+        self._get_ae: tuple[AE, list] | None = None  # the AE (and roles) of C-GET associations, built once
+        self._get_lock = threading.Lock()
 
     # -- associations --------------------------------------------------------------------------------
     def _ae(self) -> AE:
@@ -106,7 +116,7 @@ class DimseArchive:
         return ae
 
     @contextlib.contextmanager
-    def _association(self, ae: AE, ext_neg=None, handlers=None) -> Iterator:
+    def _association(self, ae: AE, ext_neg=None, handlers=None, release_later: bool = False) -> Iterator:
         tls_args = (self._tls_context, self.host) if self._tls_context is not None else None
         # max_pdu 0: no limit on the PDUs the peer sends us (fewer, larger P-DATA for retrieved instances)
         assoc = ae.associate(self.host, self.port, ae_title=self.called_ae, ext_neg=ext_neg, max_pdu=0,
@@ -120,8 +130,14 @@ class DimseArchive:
                                              self.called_ae, self.timeout)
         try:
             yield assoc
-        finally:
+        except BaseException:
             if assoc.is_established:
+                assoc.release()
+            raise
+        if assoc.is_established:
+            if release_later:  # the work is done; only the archive's acknowledgement is awaited (~15 ms)
+                threading.Thread(target=assoc.release, name="dimse-release", daemon=True).start()
+            else:
                 assoc.release()
 
     def echo(self) -> None:
@@ -158,17 +174,13 @@ class DimseArchive:
         with self._association(ae) as assoc:
             return self._find_on(assoc, identifier, what, model)
 
-    def _find_on(self, assoc, identifier: Dataset, what: str, model=FIND_MODEL) -> list[Dataset]:
-        """C-FIND on an open association; the matches."""
+    def _find_on(self, assoc, identifier: Dataset, what: str, model=FIND_MODEL, decoded: bool = True) -> list:
+        """C-FIND on an open association; the matches (pydicom datasets, or their bytes: see c_find)."""
         if not any(cx.abstract_syntax == model for cx in assoc.accepted_contexts):
             raise ArchiveError(f"{self.name} does not offer the query model needed for {what} ({model.name})")
-        matches: list[Dataset] = []
-        for status, answer in assoc.send_c_find(identifier, model):
-            if status is not None and int(status.get("Status", -1)) in PENDING:
-                if answer is not None:
-                    matches.append(answer)
-                continue
-            self._check_final(status, what)
+        cx = next(cx.context_id for cx in assoc.accepted_contexts if cx.abstract_syntax == model)
+        status, matches = c_find(assoc, cx, identifier, what, self.name, self.timeout, decoded)
+        self._check_final(status, what)
         return matches
 
     def find_patients(self, patient_name: str = "", patient_id: str = "", limit: int = 500) -> list[PatientMatch]:
@@ -279,7 +291,9 @@ class DimseArchive:
     def _spots_on(self, assoc, study: str, series: str) -> list[InstanceSpot]:
         what = f"listing the instances of series {series}"
         try:
-            return spots_of(self._find_on(assoc, image_query(study, series), what))
+            cx = next(cx.context_id for cx in assoc.accepted_contexts if cx.abstract_syntax == FIND_MODEL)
+            return spots_of_raw(self._find_on(assoc, image_query(study, series), what, decoded=False),
+                                context_syntax(assoc, cx))
         except ArchiveError as exc:
             if not assoc.is_established or isinstance(exc, ArchiveTimeout):
                 raise
@@ -317,16 +331,10 @@ class DimseArchive:
         return [cache.path(u) for u in uids]
 
     def _get_series(self, study: str, series: str, receiver: Receiver) -> list[InstanceSpot]:
-        """C-FIND then C-GET, middle first, on one association."""
-        ae = self._ae()
-        ae.add_requested_context(FIND_MODEL)
-        ae.add_requested_context(GET_MODEL)
-        roles = []
-        for uid in STORAGE_CLASSES:
-            ae.add_requested_context(uid, RECEIVE_SYNTAXES)
-            roles.append(build_role(uid, scp_role=True))
-        with self._association(ae, ext_neg=roles, handlers=[(evt.EVT_C_STORE, receiver.on_store)]) as assoc:
-            return self._retrieve_on(assoc, study, series, receiver, lambda ident: assoc.send_c_get(ident, GET_MODEL))
+        """C-FIND then C-GET, middle first, on one association (and the bulk shared with others)."""
+        with self._get_association(receiver) as (assoc, cx):
+            return self._retrieve_on(assoc, study, series, receiver, self._raw_get(assoc, cx, series, receiver),
+                                     spread=self._spread)
 
     def _move_series(self, study: str, series: str, receiver: Receiver) -> list[InstanceSpot]:
         """Our storage SCP listens; C-FIND then C-MOVE to it, middle first, on one association."""
@@ -350,7 +358,8 @@ class DimseArchive:
         finally:
             server.shutdown()
 
-    def _retrieve_on(self, assoc, study: str, series: str, receiver: Receiver, send) -> list[InstanceSpot]:
+    def _retrieve_on(self, assoc, study: str, series: str, receiver: Receiver, send,
+                     spread=None) -> list[InstanceSpot]:
         """On one association: the middle slice first, then the list of instances, then what is missing
         (see :mod:`~workstation.archive._dimse_retrieve`); returns the instances in spatial order."""
         what = f"retrieving series {series}"
@@ -361,12 +370,26 @@ class DimseArchive:
                 if guess is not None:
                     receiver.start(guess[1], 0)
                     self._drain(assoc, send(retrieve_identifier(study, series, [guess[0]])), receiver, what)
+                if guess is not None and (spread is None or self.associations == 1):
+                    # then the rest in one request, ordered by the instances' own headers: listing a long
+                    # series first costs as much as retrieving it (the middle comes twice, kept once)
+                    self._drain(assoc, send(retrieve_identifier(study, series, None)), receiver, what)
+                    receiver.flush_index()
+                    spots = receiver.spots_in_order(guess[1])
+                    if spots is not None:
+                        return spots
             spots = self._spots_on(assoc, study, series)
             if not spots:
                 raise NotFound(f"series {series} has no instances in the {self.name} archive")
             missing = middle_out_missing(spots, receiver.cache)
             receiver.start(len(spots), len(spots) - len(missing) - len(receiver.written))
             middle_done = guess is not None and middle_out(spots)[0].sop_uid == guess[0]
+            if spread is not None and len(missing) >= self.associations * SPREAD_MIN:
+                first = [] if middle_done else missing[:1]
+                if first:
+                    self._drain(assoc, send(retrieve_identifier(study, series, first)), receiver, what)
+                spread(study, series, receiver, missing[len(first):], send)
+                return spots
             for batch in batches(missing, whole_series=not receiver.cache_had_files, first_alone=not middle_done):
                 self._drain(assoc, send(retrieve_identifier(study, series, batch)), receiver, what)
                 receiver.flush_index()
