@@ -88,3 +88,20 @@ def test_missing_secret_is_named(home, tmp_path):
     ep = ArchiveEndpoint("W", "dicomweb", url="http://x", auth="basic", user="u")
     with pytest.raises(Exception, match="no password is stored for archive 'W'"):
         open_archive(ep, tmp_path, SecretStore(home, use_keyring=False))
+
+
+def test_dimse_associations_setting_reaches_the_client(tmp_path):
+    from workstation.config import ConfigError
+
+    env = {"WORKSTATION_HOME": str(tmp_path)}
+    table = '[[archives]]\nname = "PACS"\nkind = "dimse"\nhost = "pacs.example.org"\ncalled_ae = "PACS"\n'
+    (tmp_path / "workstation.toml").write_text(table + "associations = 4\n")
+    endpoint = load_settings(env).archives[0]
+    assert endpoint.associations == 4
+    assert open_archive(endpoint, cache_dir=tmp_path / "cache").associations == 4
+    (tmp_path / "workstation.toml").write_text(table)
+    assert load_settings(env).archives[0].associations == 1  # one association unless asked
+    for bad, message in (("0", "expected 1 to 16"), ('"many"', "not a number")):
+        (tmp_path / "workstation.toml").write_text(table + f"associations = {bad}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_settings(env)

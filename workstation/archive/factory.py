@@ -70,5 +70,6 @@ def open_archive(endpoint: ArchiveEndpoint, cache_dir: Path | str, secrets: Secr
         return DimseArchive(endpoint.name, endpoint.host, endpoint.port, endpoint.called_ae, endpoint.calling_ae,
                             retrieve=endpoint.retrieve, move_destination_port=endpoint.move_port or None,
                             move_listen_host=move_listen_host, cache_dir=cache_dir, timeout=endpoint.timeout,
-                            cache_max_bytes=max_bytes, tls=endpoint_tls(endpoint))
+                            cache_max_bytes=max_bytes, tls=endpoint_tls(endpoint),
+                            associations=endpoint.associations)
     raise ArchiveError(f"archive {endpoint.name!r} has an unknown kind {endpoint.kind!r}")
