@@ -181,9 +181,15 @@ def mean_sd(y: np.ndarray, chunk: int = 1 << 20) -> tuple[float, float]:
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 26-connected component of ``mask`` (uint8 0/1); all zero when ``mask`` is empty."""
-    components = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), True)
-    largest = sitk.RelabelComponent(components, sortByObjectSize=True) == 1
-    return sitk.GetArrayFromImage(largest).astype(np.uint8, copy=False)
+    components = sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8, copy=False)), True)
+    shape = sitk.LabelShapeStatisticsImageFilter()  # the sizes, without relabelling the whole image by size
+    shape.ComputePerimeterOff()
+    shape.Execute(components)
+    regions = shape.GetLabels()
+    if not regions:
+        return np.zeros(mask.shape, np.uint8)
+    largest = min(regions, key=lambda r: (-shape.GetNumberOfPixels(r), r))  # a tie: the first, as relabelling
+    return sitk.GetArrayFromImage(sitk.BinaryThreshold(components, largest, largest, 1, 0)).astype(np.uint8, copy=False)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:

@@ -95,6 +95,19 @@ def test_resizing_a_transposed_view_and_repeating_read_voxels_equal_plain_neares
         assert np.array_equal(h.repeat(v[picks[runs]], [lengths, np.ones(3, int)]), v[picks])
 
 
+def test_largest_component_is_the_one_relabelling_by_size_puts_first():
+    import SimpleITK as sitk
+
+    h = _hooks()
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        mask = (rng.random((30, 31, 32)) > rng.uniform(0.6, 0.8)).astype(np.uint8)
+        components = sitk.ConnectedComponent(sitk.GetImageFromArray(mask), True)
+        want = sitk.GetArrayFromImage(sitk.RelabelComponent(components, sortByObjectSize=True) == 1)
+        assert np.array_equal(h.largest_component(mask), want)
+    assert not h.largest_component(np.zeros((4, 4, 4), np.uint8)).any()
+
+
 def test_holes_are_filled_as_simpleitk_fills_them():
     import SimpleITK as sitk
 
