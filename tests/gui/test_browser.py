@@ -105,3 +105,31 @@ def test_shared_data_dir_from_environment(tmp_path, monkeypatch):
     assert shared_data_dir() == tmp_path
     monkeypatch.setenv("WORKSTATION_SHARED_DATA", str(tmp_path / "missing"))
     assert shared_data_dir() is None
+
+
+def test_long_names_and_descriptions_leave_the_counts_in_view(main_window, qtbot):
+    """A long description or patient name is cut with "..." (whole in its tooltip), never pushing the series
+    and image counts out of the table."""
+    from workstation.model.refs import StudyRef
+
+    main_window.resize(1600, 900)  # the smallest screen a reading room has
+    main_window.show()
+    qtbot.waitExposed(main_window)
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    browser = main_window.browser
+    long_name = "VERYLONGFAMILYNAME-" * 6 + "^GIVEN"
+    description = "CT CHEST ABDOMEN PELVIS WITH CONTRAST, ARTERIAL AND PORTAL VENOUS PHASES, " * 3
+    browser._show_studies([StudyRef("1.2.3", patient_name=long_name, patient_id="ID-" + "9" * 60,
+                                    study_date="20260101", study_description=description, modalities=("CT",),
+                                    number_of_series=12, number_of_instances=4321)])
+    t = browser.table
+    browser.setFixedWidth(900)  # the browser widened by its user (it is a side panel)
+    QApplication.processEvents()
+    viewport = t.viewport().width()
+    assert viewport > 800
+    for col in (6, 7):  # series, images
+        assert t.columnViewportPosition(col) + t.columnWidth(col) <= viewport
+    assert t.item(0, 3).toolTip() == description and long_name.split("^")[0] in t.item(0, 0).toolTip()
+    assert t.columnWidth(0) <= 200 and t.columnWidth(4) <= 200

@@ -43,6 +43,22 @@ from workstation.ui.viewport_text import format_date, patient_name
 MODALITIES = ("", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG", "XA", "SEG", "SR")
 THUMB = 96
 _STUDY_COLUMNS = ("Patient", "Date", "Mod", "Description", "ID", "Accession", "Series", "Images")
+_FIT_COLUMNS = (1, 2, 6, 7)  # date, modalities, counts: short, always whole
+_DESCRIPTION_COLUMN = 3
+_CAPPED_COLUMNS = (0, 4, 5)  # patient, ID, accession
+_WIDE_COLUMN = 200  # px
+_NARROW_COLUMN = 60  # px: the least a capped column gets
+_MIN_DESCRIPTION = 80  # px
+
+
+class _StudyTable(QTableWidget):
+    """The study list; says when its width changes (the columns are fitted again)."""
+
+    resized = Signal()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        emit(self.resized)
 PIN_MARK = "[pinned] "  # before the patient's name of a study kept offline
 _BASE_TEXT = Qt.ItemDataRole.UserRole + 1  # a series item's text without its download state
 
@@ -146,14 +162,34 @@ class StudyBrowser(QWidget):
         self._build_layout()
         self.setAcceptDrops(True)
 
+    def fit_study_columns(self) -> None:
+        """Patient, ID and accession get their contents' width, but together no more than the room the short
+        columns and a readable description leave (each at most _WIDE_COLUMN): the counts stay in view."""
+        t = self.table
+        fixed = sum(t.columnWidth(c) for c in _FIT_COLUMNS) + _MIN_DESCRIPTION
+        share = max(_NARROW_COLUMN, (t.viewport().width() - fixed) // len(_CAPPED_COLUMNS))
+        for col in _CAPPED_COLUMNS:
+            t.resizeColumnToContents(col)
+            t.setColumnWidth(col, min(t.columnWidth(col), share, _WIDE_COLUMN))
+
     def _make_table(self) -> QTableWidget:
-        t = QTableWidget(0, len(_STUDY_COLUMNS))
+        t = _StudyTable(0, len(_STUDY_COLUMNS))
+        t.resized.connect(lambda: self.fit_study_columns())
         t.setHorizontalHeaderLabels(_STUDY_COLUMNS)
         t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         t.verticalHeader().hide()
-        t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # short columns fit their contents; the description takes what is left; names and numbers that may be
+        # long (patient, ID, accession) start at their contents' width but never wider than _WIDE_COLUMN, so the
+        # counts on the right stay in view; a cut text ends in "..." and shows whole in its tooltip
+        header = t.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for col in _FIT_COLUMNS:
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(_DESCRIPTION_COLUMN, QHeaderView.ResizeMode.Stretch)
+        t.setWordWrap(False)
+        t.setTextElideMode(Qt.TextElideMode.ElideRight)
         t.itemSelectionChanged.connect(self._on_study_selected)
         t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         t.customContextMenuRequested.connect(self._study_menu)
@@ -261,8 +297,11 @@ class StudyBrowser(QWidget):
                       s.study_description, s.patient_id, s.accession_number, str(s.number_of_series),
                       str(s.number_of_instances))
             for col, v in enumerate(values):
-                t.setItem(row, col, QTableWidgetItem(v))
+                item = QTableWidgetItem(v)
+                item.setToolTip(v)
+                t.setItem(row, col, item)
         self._mark_pins()
+        self.fit_study_columns()
         emit(self.status, f"{len(self.studies)} studies")
         emit(self.studies_changed)
         if self.studies:
@@ -429,7 +468,7 @@ class StudyBrowser(QWidget):
             if item is not None:
                 mark = PIN_MARK if s.study_instance_uid in pinned else ""
                 item.setText(mark + patient_name(s.patient_name))
-                item.setToolTip("kept offline in the cache (pinned)" if mark else "")
+                item.setToolTip(patient_name(s.patient_name) + (" -- kept offline in the cache (pinned)" if mark else ""))
 
     # -- delete -------------------------------------------------------------------------------------------
     def confirm(self, title: str, text: str) -> bool:
