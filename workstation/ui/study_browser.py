@@ -45,9 +45,8 @@ THUMB = 96
 _STUDY_COLUMNS = ("Patient", "Date", "Mod", "Description", "ID", "Accession", "Series", "Images")
 _FIT_COLUMNS = (1, 2, 6, 7)  # date, modalities, counts: short, always whole
 _DESCRIPTION_COLUMN = 3
-_CAPPED_COLUMNS = (0, 4, 5)  # patient, ID, accession
+_CAPPED_COLUMNS = {0: (0.45, 120), 4: (0.35, 80), 5: (0.2, 60)}  # patient, ID, accession: share of the room, least px
 _WIDE_COLUMN = 200  # px
-_NARROW_COLUMN = 60  # px: the least a capped column gets
 _MIN_DESCRIPTION = 80  # px
 
 
@@ -163,14 +162,14 @@ class StudyBrowser(QWidget):
         self.setAcceptDrops(True)
 
     def fit_study_columns(self) -> None:
-        """Patient, ID and accession get their contents' width, but together no more than the room the short
-        columns and a readable description leave (each at most _WIDE_COLUMN): the counts stay in view."""
+        """Patient, ID and accession get their contents' width, at most their share of the room the short
+        columns and a readable description leave (and at most _WIDE_COLUMN), but never less than a readable
+        minimum: in a wide panel everything is in view, in a narrow one the table scrolls sideways."""
         t = self.table
-        fixed = sum(t.columnWidth(c) for c in _FIT_COLUMNS) + _MIN_DESCRIPTION
-        share = max(_NARROW_COLUMN, (t.viewport().width() - fixed) // len(_CAPPED_COLUMNS))
-        for col in _CAPPED_COLUMNS:
+        room = t.viewport().width() - sum(t.columnWidth(c) for c in _FIT_COLUMNS) - _MIN_DESCRIPTION
+        for col, (share, least) in _CAPPED_COLUMNS.items():
             t.resizeColumnToContents(col)
-            t.setColumnWidth(col, min(t.columnWidth(col), share, _WIDE_COLUMN))
+            t.setColumnWidth(col, min(t.columnWidth(col), _WIDE_COLUMN, max(least, int(share * room))))
 
     def _make_table(self) -> QTableWidget:
         t = _StudyTable(0, len(_STUDY_COLUMNS))
