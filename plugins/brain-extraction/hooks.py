@@ -71,12 +71,11 @@ def infer(volume: Volume, context: HookContext) -> tuple[np.ndarray, np.ndarray]
         # the largest region and its holes on the crop voxels the resize reads (one per run of box voxels
         # reading the same one): resizing repeats voxels, which keeps regions and holes as they are
         picks = [nearest_index(n, s.stop - s.start) for n, s in zip(q8.shape, box)]
-        runs = [np.flatnonzero(np.diff(np.concatenate(([-1], p)))) for p in picks]  # first box voxel of each run
-        lengths = [np.diff(np.concatenate((r, [p.size]))) for r, p in zip(runs, picks)]
-        q_read = q8[np.ix_(*[p[r] for p, r in zip(picks, runs)])]
+        starts, lengths = zip(*(grid.runs(p) for p in picks))  # the first box voxel of each run, its length
+        q_read = q8[np.ix_(*[p[r] for p, r in zip(picks, starts)])]
         del q8
-        inside = repeat(fill_holes(largest_component(q_read > m.output.threshold * 255.0)), lengths)
-        q = repeat(q_read, lengths)
+        inside = grid.repeat_runs(fill_holes(largest_component(q_read > m.output.threshold * 255.0)), lengths)
+        q = grid.repeat_runs(q_read, lengths)
     with context.stage("map_back"):
         labels = np.zeros(volume.shape, np.uint8)
         confidence = np.full(volume.shape, 255, np.uint8)  # outside the box: certainly not brain
@@ -142,13 +141,6 @@ def resize_nearest(x: np.ndarray, shape) -> np.ndarray:
     order = sorted(range(3), key=lambda a: -abs(x.strides[a]))  # slowest-varying axis first
     gathered = x.transpose(order)[np.ix_(*[index[a] for a in order])]
     return np.ascontiguousarray(gathered.transpose(np.argsort(order)))
-
-
-def repeat(x: np.ndarray, lengths) -> np.ndarray:
-    """``x`` with its voxels repeated ``lengths[a][i]`` times along each axis ``a``."""
-    for axis, n in enumerate(lengths):
-        x = np.repeat(x, n, axis=axis)
-    return x
 
 
 def normalise(x: np.ndarray, low: float, high: float) -> np.ndarray:

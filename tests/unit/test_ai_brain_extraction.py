@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.shared_data import shared_case
+from workstation.ai import grid
 from workstation.ai.hooks import HooksError, load_hooks
 from workstation.ai.inference import ModelLoadError
 from workstation.ai.manifest import load_manifest
@@ -90,9 +91,8 @@ def test_resizing_a_transposed_view_and_repeating_read_voxels_equal_plain_neares
     for n, o in ((229, 256), (256, 320), (256, 256), (256, 200), (10, 37)):  # down, up, same
         v = rng.integers(0, 9, (n, 3))
         picks = h.nearest_index(n, o)
-        runs = np.flatnonzero(np.diff(np.concatenate(([-1], picks))))
-        lengths = np.diff(np.concatenate((runs, [picks.size])))
-        assert np.array_equal(h.repeat(v[picks[runs]], [lengths, np.ones(3, int)]), v[picks])
+        runs, lengths = grid.runs(picks)
+        assert np.array_equal(grid.repeat_runs(v[picks[runs]], [lengths, np.ones(3, int)]), v[picks])
 
 
 def test_largest_component_is_the_one_relabelling_by_size_puts_first():

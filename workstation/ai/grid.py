@@ -208,14 +208,22 @@ class NearestSampling:
         box = nonzero_box(compressed)
         if box is None:
             return
-        part = compressed[box]
-        target = []
-        for n in range(3):
-            lengths = self.length[n][box[n]]
-            part = np.repeat(part, lengths, axis=n)
-            first = int(self.run_starts(n)[box[n].start])
-            target.append(slice(first, first + int(lengths.sum())))
-        out[tuple(target)] = part
+        lengths = [self.length[n][box[n]] for n in range(3)]
+        firsts = [int(self.run_starts(n)[box[n].start]) for n in range(3)]
+        out[tuple(slice(f, f + int(n.sum())) for f, n in zip(firsts, lengths))] = repeat_runs(compressed[box], lengths)
+
+
+def runs(picked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each run of equal consecutive values of ``picked`` starts, and how long it is."""
+    starts = np.flatnonzero(np.diff(picked, prepend=picked[:1] - 1))
+    return starts, np.diff(np.append(starts, picked.size))
+
+
+def repeat_runs(x: np.ndarray, lengths) -> np.ndarray:
+    """``x`` with its voxels repeated ``lengths[a][i]`` times along each axis ``a``."""
+    for axis, n in enumerate(lengths):
+        x = np.repeat(x, n, axis=axis)
+    return x
 
 
 def nearest_sampling(model_affine: np.ndarray, model_shape: tuple[int, int, int],
@@ -244,11 +252,10 @@ def nearest_sampling(model_affine: np.ndarray, model_shape: tuple[int, int, int]
         if inside.size == 0:
             return None
         picked = picked[inside[0]:inside[-1] + 1]
-        new_run = np.flatnonzero(np.diff(picked)) + 1
-        starts = np.concatenate(([0], new_run))
+        starts, lengths = runs(picked)
         axes.append(2 - r)
         start.append(int(inside[0]))
         index.append(picked[starts])
-        length.append(np.diff(np.concatenate((starts, [picked.size]))).astype(np.int64))
+        length.append(lengths.astype(np.int64))
     return NearestSampling((axes[0], axes[1], axes[2]), (start[0], start[1], start[2]),
                            (index[0], index[1], index[2]), (length[0], length[1], length[2]))

@@ -112,22 +112,14 @@ def _finding(shape, mean: float, region: int, name: str, value: int, voxel_mm3: 
              provenance: Provenance) -> Finding:
     # the images carry no geometry (index space): map indices through the volume's affine
     i0, j0, k0, ni, nj, nk = shape.GetBoundingBox(region)
-    return _region_finding(name, value, mean, shape.GetNumberOfPixels(region), shape.GetCentroid(region),
-                           (i0, j0, k0), (i0 + ni - 1, j0 + nj - 1, k0 + nk - 1), voxel_mm3, volume, provenance)
-
-
-def _region_finding(name: str, value: int, mean: float, voxels: float, centroid_ijk, first_ijk, last_ijk,
-                    voxel_mm3: float, volume: Volume, provenance: Provenance) -> Finding:
-    """A region finding from its mean confidence (0..255), voxel count, centroid and inclusive index box."""
-    corners = np.array([[i, j, k] for i in (first_ijk[0], last_ijk[0]) for j in (first_ijk[1], last_ijk[1])
-                        for k in (first_ijk[2], last_ijk[2])], float)
+    corners = np.array([[i, j, k] for i in (i0, i0 + ni - 1) for j in (j0, j0 + nj - 1) for k in (k0, k0 + nk - 1)], float)
     lps = volume.index_to_lps(corners)
-    centroid = volume.index_to_lps(np.asarray(centroid_ijk, float))
+    centroid = volume.index_to_lps(np.asarray(shape.GetCentroid(region)))
     return Finding(
         kind=FindingKind.REGION, label=name, score=round(mean / 255.0, 4),
         centroid_mm=tuple(float(v) for v in centroid), bbox_min_mm=tuple(float(v) for v in lps.min(axis=0)),
         bbox_max_mm=tuple(float(v) for v in lps.max(axis=0)), provenance=provenance,
-        volume_mm3=float(voxels) * voxel_mm3, segment_number=value,
+        volume_mm3=float(shape.GetNumberOfPixels(region)) * voxel_mm3, segment_number=value,
         series_instance_uid=volume.info.series_instance_uid,
     )
 

@@ -17,7 +17,6 @@ nothing is decoded or re-encoded), atomically, without fsync; the cache index is
 
 from __future__ import annotations
 
-import struct
 import threading
 from collections.abc import Sequence
 from io import BytesIO
@@ -28,9 +27,7 @@ from pynetdicom.dsutils import encode_file_meta
 
 from workstation.archive._dimse_raw import file_meta
 from workstation.archive._order import InstanceSpot, middle_out, spatial_order
-from workstation.archive._part10 import (
-    UNDEFINED_LENGTH, Damaged, ds_numbers, header_spot, skip_sequence, walk_element,
-)
+from workstation.archive._part10 import dataset_spot, header_spot
 from workstation.archive.client import CancelToken, Progress, ProgressFn
 
 if TYPE_CHECKING:
@@ -84,36 +81,6 @@ def spots_of(answers: Sequence[Dataset]) -> list[InstanceSpot]:
     return spatial_order(spots)
 
 
-_ANSWER_KEYS = {(0x0008, 0x0018): 0, (0x0020, 0x0013): 1, (0x0020, 0x0032): 2, (0x0020, 0x0037): 3}
-
-
-def _answer_spot(raw: bytes, implicit: bool) -> InstanceSpot | None:
-    """The spot of one encoded C-FIND answer (little endian), read without pydicom; None when it does not
-    walk (a big endian context, damaged bytes): pydicom decodes it then."""
-    values: list[bytes | None] = [None] * 4
-    pos = 0
-    try:
-        while pos < len(raw):
-            group, element, value, length = walk_element(raw, pos, implicit)
-            if length == UNDEFINED_LENGTH:
-                pos = skip_sequence(raw, value, implicit)
-                continue
-            pos = value + length
-            if pos > len(raw):
-                return None
-            slot = _ANSWER_KEYS.get((group, element))
-            if slot is not None:
-                values[slot] = raw[value:pos]
-    except (Damaged, struct.error, RecursionError):
-        return None
-    sop = values[0].decode("ascii", "replace").strip("\0 ") if values[0] else ""
-    try:
-        number = int(values[1].decode("ascii").strip("\0 ")) if values[1] else None  # as spots_of reads it
-    except (UnicodeDecodeError, ValueError):
-        number = None
-    return InstanceSpot(sop, ds_numbers(values[2], 3, exact=True), ds_numbers(values[3], 6, exact=True), number)
-
-
 def spots_of_raw(answers: Sequence[bytes], syntax) -> list[InstanceSpot]:
     """:func:`spots_of` for encoded answers in the transfer syntax ``syntax``: read without pydicom (it
     takes ~0.15 ms an answer, most of a long series' listing), pydicom for those that do not walk."""
@@ -121,7 +88,7 @@ def spots_of_raw(answers: Sequence[bytes], syntax) -> list[InstanceSpot]:
 
     spots = []
     for raw in answers:
-        spot = _answer_spot(raw, syntax.is_implicit_VR) if syntax.is_little_endian else None
+        spot = dataset_spot(raw, syntax.is_implicit_VR) if syntax.is_little_endian else None
         if spot is None:
             spots.extend(spots_of([decode(BytesIO(raw), syntax.is_implicit_VR, syntax.is_little_endian)]))
         elif spot.sop_uid:
@@ -289,16 +256,7 @@ class Receiver:
             path, size = self.cache.write_bytes(sop, [header, data], record=False)
         except OSError:
             return 0xA700  # the cache folder cannot be written
-        spot = header_spot(header + bytes(data[:HEAD_BYTES]))
-        with self._lock:
-            if sop in self.written:
-                return 0x0000
-            self.spots[sop] = spot
-            self.written.add(sop)
-            self._unindexed.append((sop, path, size))
-            self.bytes += size
-            done, nbytes = self.already + len(self.written), self.bytes
-        self._report(done, nbytes)
+        self._record(sop, header_spot(header + bytes(data[:HEAD_BYTES])), path, size)
         return 0x0000
 
     def open_raw(self, sop: str, sop_class: str, transfer_syntax: str) -> _Incoming | None:
@@ -320,16 +278,19 @@ class Receiver:
             path, size = incoming.commit()
         except OSError:
             return 0xA700
-        spot = header_spot(bytes(incoming.head))
+        self._record(sop, header_spot(bytes(incoming.head)), path, size)
+        return 0x0000
+
+    def _record(self, sop: str, spot, path, size: int) -> None:
+        """Count an instance now in the cache (once) and report progress."""
         with self._lock:  # reported under the lock: several associations write at once, counts only go up
             if sop in self.written:
-                return 0x0000
+                return
             self.spots[sop] = spot
             self.written.add(sop)
             self._unindexed.append((sop, path, size))
             self.bytes += size
             self._report(self.already + len(self.written), self.bytes)
-        return 0x0000
 
     def spots_in_order(self, count: int) -> list[InstanceSpot] | None:
         """The instances written, in spatial order, when they are the whole series (``count`` of them) and

@@ -22,6 +22,7 @@ _LONG_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b
 _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQ_END = 0xE000, 0xE00D, 0xE0DD  # elements of group FFFE
 _LAST = (0x0020, 0x0037)  # ImageOrientationPatient: nothing after it is wanted
+_SOP_INSTANCE_UID = 0x0018  # (0008,0018); the wanted group 0020 elements are 0013, 0032 and 0037
 _HEAD = struct.Struct("<HH")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -98,6 +99,8 @@ def _walk_top(body: bytes, pos: int, implicit: bool, found: dict) -> int:
             raise _Damaged
         if group == 0x0020 and element in (0x0013, 0x0032, 0x0037):
             found[element] = bytes(body[value:pos])
+        elif group == 0x0008 and element == _SOP_INSTANCE_UID:  # a bare dataset's (a C-FIND answer's) UID
+            found[element] = bytes(body[value:pos])
     return pos
 
 
@@ -172,10 +175,6 @@ def _numbers(raw: bytes | None, count: int, exact: bool = False) -> tuple[float,
     return values[:count] if len(values) >= count else None
 
 
-#: For walking other little-endian encodings (C-FIND answers) the same way.
-Damaged, UNDEFINED_LENGTH, walk_element, skip_sequence, ds_numbers = _Damaged, _UNDEFINED, _element, _skip_sequence, _numbers
-
-
 def header_spot(body: bytes) -> InstanceSpot | None:
     """SOP Instance UID, position, orientation and instance number of a Part 10 file in memory, or None
     when the bytes are not plain little-endian Part 10 (then ask pydicom)."""
@@ -187,11 +186,26 @@ def header_spot(body: bytes) -> InstanceSpot | None:
         _walk_top(body, pos, syntax == IMPLICIT_LE, found)
     except (_Damaged, struct.error, RecursionError):
         return None
+    return _spot(sop, found, exact=False)
+
+
+def dataset_spot(body: bytes, implicit: bool) -> InstanceSpot | None:
+    """The same for a bare little-endian dataset (a C-FIND answer: no file meta, its SOP Instance UID in
+    (0008,0018)); numbers must come in full.  None when the bytes do not walk (then ask pydicom)."""
+    found: dict[int, bytes] = {}
+    try:
+        _walk_top(body, 0, implicit, found)
+    except (_Damaged, struct.error, RecursionError):
+        return None
+    raw_sop = found.get(_SOP_INSTANCE_UID)
+    return _spot(raw_sop.decode("ascii", "replace").strip("\0 ") if raw_sop else "", found, exact=True)
+
+
+def _spot(sop: str, found: dict[int, bytes], exact: bool) -> InstanceSpot:
     number = None
     if 0x0013 in found:
         try:
             number = int(found[0x0013].decode("ascii").strip("\0 "))
         except (UnicodeDecodeError, ValueError):
             number = None
-    position = _numbers(found.get(0x0032), 3)
-    return InstanceSpot(sop, position, _numbers(found.get(0x0037), 6), number)
+    return InstanceSpot(sop, _numbers(found.get(0x0032), 3, exact), _numbers(found.get(0x0037), 6, exact), number)

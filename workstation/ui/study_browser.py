@@ -24,8 +24,8 @@ import time
 import numpy as np
 from PySide6.QtCore import QDate, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QLabel, QDateEdit, QFormLayout, QHBoxLayout,
-                               QHeaderView, QLineEdit, QListWidget, QListWidgetItem, QMenu, QMessageBox,
+from PySide6.QtWidgets import (QComboBox, QLabel, QDateEdit, QFormLayout, QHBoxLayout,
+                               QLineEdit, QListWidget, QListWidgetItem, QMenu, QMessageBox,
                                QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
                                QWidget)
 
@@ -37,27 +37,12 @@ from workstation.ui.import_flow import ImportFlow, add_import_menu
 from workstation.ui.loading import thumbnail_loader
 from workstation.ui.priors_panel import PriorsPanel
 from workstation.ui.qt_compat import emit
+from workstation.ui.study_table import StudyTable
 from workstation.ui.tasks import TaskRunner
 from workstation.ui.viewport_text import format_date, patient_name
 
 MODALITIES = ("", "CT", "MR", "CR", "DX", "US", "PT", "NM", "MG", "XA", "SEG", "SR")
 THUMB = 96
-_STUDY_COLUMNS = ("Patient", "Date", "Mod", "Description", "ID", "Accession", "Series", "Images")
-_FIT_COLUMNS = (1, 2, 6, 7)  # date, modalities, counts: short, always whole
-_DESCRIPTION_COLUMN = 3
-_CAPPED_COLUMNS = {0: (0.45, 120), 4: (0.35, 80), 5: (0.2, 60)}  # patient, ID, accession: share of the room, least px
-_WIDE_COLUMN = 200  # px
-_MIN_DESCRIPTION = 80  # px
-
-
-class _StudyTable(QTableWidget):
-    """The study list; says when its width changes (the columns are fitted again)."""
-
-    resized = Signal()
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
-        super().resizeEvent(event)
-        emit(self.resized)
 PIN_MARK = "[pinned] "  # before the patient's name of a study kept offline
 _BASE_TEXT = Qt.ItemDataRole.UserRole + 1  # a series item's text without its download state
 
@@ -161,34 +146,8 @@ class StudyBrowser(QWidget):
         self._build_layout()
         self.setAcceptDrops(True)
 
-    def fit_study_columns(self) -> None:
-        """Patient, ID and accession get their contents' width, at most their share of the room the short
-        columns and a readable description leave (and at most _WIDE_COLUMN), but never less than a readable
-        minimum: in a wide panel everything is in view, in a narrow one the table scrolls sideways."""
-        t = self.table
-        room = t.viewport().width() - sum(t.columnWidth(c) for c in _FIT_COLUMNS) - _MIN_DESCRIPTION
-        for col, (share, least) in _CAPPED_COLUMNS.items():
-            t.resizeColumnToContents(col)
-            t.setColumnWidth(col, min(t.columnWidth(col), _WIDE_COLUMN, max(least, int(share * room))))
-
     def _make_table(self) -> QTableWidget:
-        t = _StudyTable(0, len(_STUDY_COLUMNS))
-        t.resized.connect(lambda: self.fit_study_columns())
-        t.setHorizontalHeaderLabels(_STUDY_COLUMNS)
-        t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        t.verticalHeader().hide()
-        # short columns fit their contents; the description takes what is left; names and numbers that may be
-        # long (patient, ID, accession) start at their contents' width but never wider than _WIDE_COLUMN, so the
-        # counts on the right stay in view; a cut text ends in "..." and shows whole in its tooltip
-        header = t.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for col in _FIT_COLUMNS:
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(_DESCRIPTION_COLUMN, QHeaderView.ResizeMode.Stretch)
-        t.setWordWrap(False)
-        t.setTextElideMode(Qt.TextElideMode.ElideRight)
+        t = StudyTable()
         t.itemSelectionChanged.connect(self._on_study_selected)
         t.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         t.customContextMenuRequested.connect(self._study_menu)
@@ -300,7 +259,7 @@ class StudyBrowser(QWidget):
                 item.setToolTip(v)
                 t.setItem(row, col, item)
         self._mark_pins()
-        self.fit_study_columns()
+        t.fit_columns()
         emit(self.status, f"{len(self.studies)} studies")
         emit(self.studies_changed)
         if self.studies:
