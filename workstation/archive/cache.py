@@ -154,14 +154,17 @@ class SeriesCache:
         if not self.folder.is_dir():
             return
         me = os.getpid()
-        with _live_lock:
-            live = set(_live_parts)
         for p in self.folder.glob(f".*{PART_SUFFIX}"):
             owner = _part_owner(p.name)
-            if str(p) in live or (owner is not None and owner != me and _process_alive(owner)):
+            if owner is not None and owner != me and _process_alive(owner):
                 continue
-            with contextlib.suppress(OSError):
-                p.unlink()
+            # asked under the lock, file by file: a write here registers its file as live before creating
+            # it, so a file the listing found but a snapshot taken before the listing missed stays
+            with _live_lock:
+                if str(p) in _live_parts:
+                    continue
+                with contextlib.suppress(OSError):
+                    p.unlink()
 
 
 class InstanceFile:
