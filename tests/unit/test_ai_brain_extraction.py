@@ -95,6 +95,39 @@ def test_resizing_a_transposed_view_and_repeating_read_voxels_equal_plain_neares
         assert np.array_equal(grid.repeat_runs(v[picks[runs]], [lengths, np.ones(3, int)]), v[picks])
 
 
+def test_blocked_copy_equals_a_plain_copy_in_every_axis_order():
+    import itertools
+
+    h = _hooks()
+    x = np.random.default_rng(2).integers(0, 250, (13, 17, 19)).astype(np.uint8)
+    for order in itertools.permutations(range(3)):
+        for flips in itertools.product((False, True), repeat=3):
+            view = x[tuple(slice(None, None, -1) if f else slice(None) for f in flips)].transpose(order)
+            out = np.full((24, 24, 24), 7, np.uint8)
+            target = out[1:1 + view.shape[0], 2:2 + view.shape[1], 0:view.shape[2]]
+            h.copy_blocked(target, view)
+            assert np.array_equal(target, view)
+            outside = np.ones(out.shape, bool)
+            outside[1:1 + view.shape[0], 2:2 + view.shape[1], 0:view.shape[2]] = False
+            assert np.all(out[outside] == 7)  # nothing written beside the target
+
+
+def test_normalisation_equals_the_plain_float_steps():
+    h = _hooks()
+    rng = np.random.default_rng(6)
+    ints = rng.integers(-200, 3000, (40, 200, 190)).astype(np.int16)  # more than one chunk
+    floats = rng.normal(100, 50, (23, 31, 17)).astype(np.float32)
+    floats[3, 4, 5] = np.nan
+    for x, low, high in ((ints, 30.5, 900.25), (floats, 20.0, 180.0)):
+        y = np.nan_to_num(x.astype(np.float32))
+        y = np.clip((y - np.float32(low)) * np.float32(1.0 / (high - low)), 0.0, 1.0)
+        wide = y.astype(np.float64)
+        want = (wide - wide.mean()) * (0.226 / wide.std(ddof=1)) + 0.449
+        got = h.normalise(x, low, high)
+        assert got.dtype == np.float32 and got.shape == x.shape and got.flags.c_contiguous
+        assert np.allclose(got, want, atol=2e-6)
+
+
 def test_largest_component_is_the_one_relabelling_by_size_puts_first():
     import SimpleITK as sitk
 
@@ -168,6 +201,11 @@ def test_hooks_returning_the_wrong_grid_is_refused(tmp_path):
     mr = Volume(np.zeros((8, 8, 8), np.int16), np.eye(4), VolumeInfo(modality="MR"))
     with pytest.raises(HooksError, match=r"labels of shape \(2, 2, 2\), not the source grid \(8, 8, 8\)"):
         run_plugin(Plugin(m, tmp_path, "folder"), mr, RunOptions(search_path=()))
+    (tmp_path / "hooks.py").write_text(
+        "import numpy as np\nfrom workstation.ai.hooks import Measured\n\ndef infer(volume, context):\n"
+        "    return Measured(np.zeros(volume.shape, np.uint8), ('not a finding',))\n")
+    with pytest.raises(HooksError, match="without a labels array and Finding objects"):
+        run_plugin(Plugin(replace(m, id="wrong-findings"), tmp_path, "folder"), mr, RunOptions(search_path=()))
 
 
 def test_a_volume_without_a_brain_is_refused_clearly():
@@ -219,6 +257,14 @@ def test_brain_extraction_on_7t_head(brain_on_7t):
     inside = volume.voxels[lm.labels == 1].mean()
     assert inside > 2 * volume.voxels[lm.labels == 0].mean()  # brain is brighter than skull + air on T1
     assert 130 < finding.size_mm[0] < 200 and finding.score > 0.9
+    # the finding, measured by the hook on the crop grid, is the whole mask on the source grid
+    assert finding.volume_mm3 == pytest.approx(lm.volume_mm3(1), rel=1e-12)
+    where = np.argwhere(lm.labels == 1)[:, ::-1].astype(float)  # (i, j, k)
+    assert np.allclose(finding.centroid_mm, volume.index_to_lps(where.mean(axis=0)), atol=1e-6)
+    lo, hi = where.min(axis=0), where.max(axis=0)
+    corners = volume.index_to_lps(np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1])
+                                            for c in (lo[2], hi[2])]))
+    assert np.allclose(finding.bbox_min_mm, corners.min(axis=0)) and np.allclose(finding.bbox_max_mm, corners.max(axis=0))
     assert steps[-1].text == "done"
     assert {"preprocess", "inference", "postprocess", "map_back", "total"} <= set(result.timings_s)
 

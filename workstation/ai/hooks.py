@@ -3,11 +3,13 @@
 A manifest with ``hooks = "NAME"`` has ``NAME.py`` in its plugin folder.  It is imported only when the
 plugin runs (never at discovery), from that file alone, and must define::
 
-    def infer(volume: Volume, context: HookContext) -> tuple[np.ndarray, np.ndarray]
+    def infer(volume: Volume, context: HookContext) -> tuple[np.ndarray, np.ndarray] | Measured
 
-returning labels (uint8) and confidence (uint8, 0..255) as ``[k, j, i]`` arrays on the SOURCE grid.
+returning labels (uint8) and confidence (uint8, 0..255) as ``[k, j, i]`` arrays on the SOURCE grid,
+or a :class:`Measured`: the labels and the findings the hook measured itself (e.g. on the coarser grid its
+labels were expanded from, which is cheaper than counting regions again on the source grid).
 The runner opens every model file of the manifest (``model`` and ``extra_models``) before calling it,
-and builds the LabelMap, segments and findings from what it returns, exactly as for a plain plugin.
+and builds the LabelMap, segments and (unless measured) findings from what it returns, as for a plain plugin.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from workstation.ai import grid
 from workstation.ai.inference import OnnxModel
 from workstation.ai.manifest import Manifest
 from workstation.ai.registry import Plugin, resolve_model
+from workstation.model.finding import Finding
 from workstation.model.tasks import CancelToken, Progress, ProgressFn
 from workstation.model.volume import Volume
 
@@ -56,6 +59,15 @@ class HookContext:
     def stage(self, name: str) -> _Stage:
         """``with context.stage("inference"): ...`` adds the block's wall time to ``timings_s[name]``."""
         return _Stage(self.timings_s, name)
+
+
+@dataclass(frozen=True, eq=False)
+class Measured:
+    """What ``infer`` may return instead of (labels, confidence): the labels on the source grid and the
+    findings the hook measured itself."""
+
+    labels: np.ndarray
+    findings: tuple[Finding, ...]
 
 
 class _Stage:
@@ -103,19 +115,30 @@ def open_models(plugin: Plugin, search_path: Sequence[Path], *, threads: int = 0
 
 
 def run_hooks(plugin: Plugin, volume: Volume, models: Mapping[str, OnnxModel], cancel: CancelToken | None,
-              progress: ProgressFn | None) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Labels, confidence (source grid) and stage timings from the plugin's ``infer``."""
+              progress: ProgressFn | None) -> tuple[np.ndarray, np.ndarray | tuple[Finding, ...], dict[str, float]]:
+    """Labels (source grid) and either the confidence (source grid) or the findings the hook measured, and
+    the stage timings, from the plugin's ``infer``."""
     infer: Callable = load_hooks(plugin).infer
     context = HookContext(plugin.manifest, models, cancel or CancelToken(), progress or _ignore)
     out = infer(volume, context)
-    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(a, np.ndarray) for a in out)):
-        raise HooksError(f"plugin {plugin.id!r}: infer() must return (labels, confidence) arrays")
-    labels, confidence = out
-    for what, a in (("labels", labels), ("confidence", confidence)):
+    if isinstance(out, Measured):
+        if not (isinstance(out.labels, np.ndarray) and all(isinstance(f, Finding) for f in out.findings)):
+            raise HooksError(f"plugin {plugin.id!r}: infer() returned a Measured without a labels array "
+                             "and Finding objects")
+        labels, second = out.labels, tuple(out.findings)
+        arrays = (("labels", labels),)
+    elif isinstance(out, tuple) and len(out) == 2 and all(isinstance(a, np.ndarray) for a in out):
+        labels, second = out
+        arrays = (("labels", labels), ("confidence", second))
+    else:
+        raise HooksError(f"plugin {plugin.id!r}: infer() must return (labels, confidence) arrays or a Measured")
+    for what, a in arrays:
         if a.shape != volume.shape:
             raise HooksError(f"plugin {plugin.id!r}: infer() returned {what} of shape {a.shape}, "
                              f"not the source grid {volume.shape}")
-    return labels.astype(np.uint8, copy=False), confidence.astype(np.uint8, copy=False), context.timings_s
+    if isinstance(second, np.ndarray):
+        second = second.astype(np.uint8, copy=False)
+    return labels.astype(np.uint8, copy=False), second, context.timings_s
 
 
 def _ignore(_: Progress) -> None:
@@ -131,10 +154,13 @@ def run_with_hooks(plugin: Plugin, models: Mapping[str, OnnxModel], volume: Volu
 
     m = plugin.manifest
     start = time.perf_counter()
-    labels, confidence, timings = run_hooks(plugin, volume, models, cancel, progress)
+    labels, confidence_or_findings, timings = run_hooks(plugin, volume, models, cancel, progress)
     mark = time.perf_counter()
     labelmap = LabelMap.on_grid_of(volume, labels, _segments(m))
-    findings = tuple(grid.region_findings_in_box(region_findings, labels, confidence, volume, m))
+    if isinstance(confidence_or_findings, tuple):  # measured by the hook
+        findings = confidence_or_findings
+    else:
+        findings = tuple(grid.region_findings_in_box(region_findings, labels, confidence_or_findings, volume, m))
     timings["findings"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - start
     providers = next(iter(models.values())).providers
