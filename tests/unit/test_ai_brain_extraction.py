@@ -268,3 +268,20 @@ def test_brain_extraction_on_7t_head(brain_on_7t):
     assert steps[-1].text == "done"
     assert {"preprocess", "inference", "postprocess", "map_back", "total"} <= set(result.timings_s)
 
+
+
+def test_the_same_head_stored_in_another_axis_order_gives_the_same_mask(brain_on_7t):
+    """deepbet works on the scan reoriented to R, A, S: the scan stored slice by slice in another order (and
+    direction) must give the same brain, voxel for voxel -- every reorientation, expansion and copy back."""
+    volume, result, _ = brain_on_7t
+    _, rows, _ = volume.shape
+    # stored as [i, reversed j, k]: index (i2, j2, k2) of the copy is (k2, rows - 1 - j2, i2) of the original
+    voxels = np.ascontiguousarray(volume.voxels.transpose(2, 1, 0)[:, ::-1, :])
+    to_original = np.array([[0, 0, 1, 0], [0, -1, 0, rows - 1], [1, 0, 0, 0], [0, 0, 0, 1]], float)
+    stored = Volume(voxels, volume.affine @ to_original, volume.info)
+    again = run_plugin(_plugin(), stored, RunOptions(threads=2))
+    assert np.array_equal(again.labelmap.labels, result.labelmap.labels.transpose(2, 1, 0)[:, ::-1, :])
+    (a,), (b,) = result.findings, again.findings
+    assert (a.volume_mm3, a.score) == (b.volume_mm3, b.score)
+    for p, q in ((a.centroid_mm, b.centroid_mm), (a.bbox_min_mm, b.bbox_min_mm), (a.bbox_max_mm, b.bbox_max_mm)):
+        assert np.allclose(p, q, atol=1e-6)
