@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFrame, QMainWindow, QMenu, QScrollArea, QTabWidget
+from PySide6.QtWidgets import QDockWidget, QFrame, QMainWindow, QMenu, QScrollArea, QTabBar, QTabWidget
 
 from workstation.labels.schema import Tool as LabelTool
 from workstation.ui.annotation_panel import TOOL_TITLES
@@ -50,6 +50,16 @@ def arrange_docks(window: QMainWindow, studies: QDockWidget, right: list[QDockWi
     window.setTabPosition(Qt.DockWidgetArea.RightDockWidgetArea, QTabWidget.TabPosition.North)
     for dock in bottom:  # a short strip under the image the first time it opens, not half the screen
         _first_show_height(window, dock, 170)
+    hide_spare_tab_bars(window)
+
+
+def hide_spare_tab_bars(window: QMainWindow) -> None:
+    """Hide the dock tab bars Qt keeps spare (no tabs).  Tabifying and restoreState leave one shown: at the
+    window's top-left corner after a restored layout, 100 x 30 px over the File and View menus and the first
+    toolbar button.  Qt shows a bar again when it puts tabs on it."""
+    for bar in window.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
+        if bar.count() == 0:
+            bar.hide()
 
 
 def _first_show_height(window: QMainWindow, dock: QDockWidget, height: int) -> None:
@@ -136,6 +146,7 @@ class LayoutMemory:
             window.restoreGeometry(geometry)
             _keep_on_screen(window)
         window.layout_restored = bool(state is not None and window.restoreState(state, STATE_VERSION))
+        hide_spare_tab_bars(window)
         return window.layout_restored
 
     def save(self, window: QMainWindow) -> None:
