@@ -74,13 +74,14 @@ def infer(volume: Volume, context: HookContext) -> Measured:
         q = quantise(take_read(p_crop, [p[r] for p, r in zip(picks, starts)]))  # brain probability as 0..255
         del p_crop
         inside = fill_holes(largest_component(q > m.output.threshold * 255.0))
+        region = grid.nonzero_box(inside)  # the brain's read voxels (None: no brain above the threshold)
         # where each read voxel's run lies along the model axes (positions in the reoriented volume)
         runs = [(s.start + r, n) for s, r, n in zip(box, starts, lengths)]
-        finding = region_on_runs(inside, q, runs, model_to_ijk(perm, flips, volume.shape), volume, m, m.labels[0])
+        finding = None if region is None else region_on_runs(
+            inside, q, runs, model_to_ijk(perm, flips, volume.shape), volume, m, m.labels[0], box=region)
     context.cancel.check()
     with context.stage("map_back"):
         labels = np.zeros(volume.shape, np.uint8)
-        region = grid.nonzero_box(inside)
         if region is not None:  # the region's read voxels repeated by their runs, put back in the source order
             expanded = grid.repeat_runs(inside[region], [n[r] for n, r in zip(lengths, region)])
             model_box = tuple(slice(int(first[r.start]), int(first[r.stop - 1] + n[r.stop - 1]))

@@ -21,20 +21,24 @@ _SLAB = 16  # coarse planes per step: bounds the float copies
 
 
 def region_on_runs(mask: np.ndarray, values: np.ndarray, runs: Sequence[tuple[np.ndarray, np.ndarray]],
-                   to_ijk: np.ndarray, volume: Volume, manifest, spec) -> Finding | None:
+                   to_ijk: np.ndarray, volume: Volume, manifest, spec,
+                   box: tuple[slice, slice, slice] | None = None) -> Finding | None:
     """One finding for every non-zero voxel of ``mask`` taken as one region (the caller's region: e.g. the
     largest connected component it kept), or None when it is empty or smaller than the manifest allows.
 
     ``mask`` and ``values`` (uint8, the score 0..255 of each voxel) are on the coarse grid; ``runs[a]`` is
     (first, length) per coarse voxel along axis ``a``; ``to_ijk`` (4x4) maps fine positions (x0, x1, x2) to the
     volume's (i, j, k) indices.  The score is the region's mean value / 255, as :func:`region_findings` gives.
+    ``box``: the smallest box holding the mask's non-zero voxels, when the caller knows it already.
     """
     if manifest.output.max_findings_per_label == 0:
         return None
-    hit = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-    if any(h.size == 0 for h in hit):
-        return None
-    box = tuple(slice(int(h[0]), int(h[-1]) + 1) for h in hit)
+    if box is None:
+        hit = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+        if any(h.size == 0 for h in hit):
+            return None
+        box = (slice(int(hit[0][0]), int(hit[0][-1]) + 1), slice(int(hit[1][0]), int(hit[1][-1]) + 1),
+               slice(int(hit[2][0]), int(hit[2][-1]) + 1))
     m, v = mask[box], values[box]
     first = [np.asarray(runs[a][0], np.float64)[box[a]] for a in range(3)]
     length = [np.asarray(runs[a][1], np.float64)[box[a]] for a in range(3)]
