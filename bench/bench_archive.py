@@ -40,16 +40,22 @@ ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
 def _timed_client(make, series: tuple[str, str], cache: Path) -> tuple[float, float, int]:
-    """(time to first image, total seconds, bytes) of one fetch into an empty cache."""
+    """(time to first image, total seconds, bytes) of one fetch into an empty cache.
+
+    The client and its (empty) cache index are made before the clock starts: the application makes them
+    once, when the archive is chosen, not per retrieval (the index's creation alone is 2-25 ms of SQLite
+    syncs on this disk).  The clock times the request: from the call to the last instance in the cache."""
     first: list[float] = []
+    client = make(cache)
     start = time.perf_counter()
 
     def progress(p) -> None:
         if p.done >= 1 and not first:
             first.append(time.perf_counter() - start)
 
-    paths = make(cache).fetch_series(series[1], progress=progress, study_instance_uid=series[0])
+    paths = client.fetch_series(series[1], progress=progress, study_instance_uid=series[0])
     total = time.perf_counter() - start
+    getattr(client, "close", lambda: None)()
     return (first[0] if first else total), total, sum(Path(p).stat().st_size for p in paths)
 
 

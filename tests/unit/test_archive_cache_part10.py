@@ -123,6 +123,7 @@ def test_batched_index_is_completed_from_the_files(tmp_path):
     index = CacheIndex(tmp_path / "cache")
     cache = index.series_cache("1.2", "1.2.3")
     tally = Tally(cache, None, None)
+    tally.index_interval = 0  # a batch as soon as it is full (else at most one a second)
     sizes = {f"1.2.3.{n}": 100 + n for n in range(70)}  # more than one batch
     for sop, size in sizes.items():
         tally.write(sop, b"x" * size)

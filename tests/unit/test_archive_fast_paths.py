@@ -136,6 +136,37 @@ def test_parts_with_a_content_length_are_read_whole(chunk):
         return n
 
     assert list(read_parts(readinto, b"b0undary")) == bodies
+    pos, seen = 0, []
+    for part in read_parts(readinto, b"b0undary", reuse=True):  # each part valid until the next is read
+        seen.append(bytes(part))
+    assert seen == bodies
+
+
+def test_reused_part_buffers_are_the_previous_ones_when_the_parts_fit():
+    bodies = [b"A" * 300, b"B" * 300, b"C" * 120, b"D" * 500, b"", b"E" * 40]
+    message = _multipart(bodies, b"xx", [len(b) for b in bodies])
+    parts = read_parts(_small_reads(message), b"xx", reuse=True)
+    first = next(parts)
+    assert first == bodies[0]
+    assert next(parts) is first and first == bodies[1]  # the same buffer, refilled
+    assert next(parts) is first and first == bodies[2]
+    bigger = next(parts)
+    assert bigger is not first and bigger == bodies[3]
+    assert [bytes(p) for p in parts] == bodies[4:]
+
+
+def _small_reads(message: bytes):
+    """``readinto`` over a message, 64 bytes a call at most."""
+    view, pos = memoryview(message), 0
+
+    def readinto(into: memoryview) -> int:
+        nonlocal pos
+        n = min(len(into), 64, len(view) - pos)
+        into[:n] = view[pos : pos + n]
+        pos += n
+        return n
+
+    return readinto
 
 
 def test_a_wrong_content_length_or_a_cut_message_is_an_error():
@@ -171,6 +202,37 @@ def test_instance_files_are_moved_into_place_whole_and_never_cleaned_up_while_wr
     gone.discard()
     assert cache.files() == [Path(path)] and not list(cache.folder.glob(".*.part")) and not cache_mod._live_parts
     assert os.path.isfile(cache.path_str("1.2.3.4")) and cache.has("1.2.3.4") and not cache.has("1.2.3.5")
+
+
+def test_temporary_names_are_unique_and_name_their_process(tmp_path):
+    cache = CacheIndex(tmp_path).series_cache("1.2", "1.2.3")
+    files = [cache.open_instance("1.2.3.4") for _ in range(3)]  # the same instance thrice at once
+    names = {Path(f.tmp).name for f in files}
+    assert len(names) == 3 and all(cache_mod._part_owner(n) == os.getpid() for n in names)
+    for f in files:
+        f.write(b"DICM")
+        assert f.commit() == (cache.path_str("1.2.3.4"), 4)
+    assert cache.files() == [cache.path("1.2.3.4")] and not list(cache.folder.glob(".*.part"))
+
+
+def test_a_fast_retrieval_is_indexed_once_as_it_completes(tmp_path):
+    """Instances written within a second are not indexed one batch at a time: the transaction that marks
+    the series complete records them, with their sizes; recording them again afterwards changes nothing."""
+    from workstation.archive._wado import Tally
+
+    index = CacheIndex(tmp_path / "cache")
+    cache = index.series_cache("1.2", "1.2.3")
+    tally = Tally(cache, None, None, fresh=True)
+    sizes = {f"1.2.3.{n}": 100 + n for n in range(150)}  # more than two batches
+    for sop, size in sizes.items():
+        tally.write(sop, b"x" * size)
+    assert index.bytes_used() == 0  # nothing recorded yet: one transaction at the end
+    order = list(reversed(sizes))
+    index.finish("1.2", "1.2.3", order, tally.sizes())
+    assert index.bytes_used() == sum(sizes.values()) and index.status().instances == 150
+    assert index.complete_files("1.2.3")[1] == cache.paths(order)
+    tally.flush()  # nothing is pending any more: the series stays complete
+    assert index.complete_files("1.2.3") is not None and index.bytes_used() == sum(sizes.values())
 
 
 def test_the_pynetdicom_internals_the_socket_takeover_relies_on_are_there():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from io import BytesIO
 from pathlib import Path
@@ -25,8 +26,9 @@ from workstation.archive.client import ArchiveError, CancelToken, Progress, Prog
 from workstation.model.tasks import Cancelled
 
 CHUNK = 1 << 20
-_HEAD_READ = 1 << 14  # bytes read to find a part's headers (the rest of the part goes straight to its buffer)
-_INDEX_BATCH = 64  # instances per cache-index transaction
+_HEAD_READ = 1 << 12  # bytes read to find a part's headers (the rest of the part goes straight to its buffer)
+_INDEX_BATCH = 64  # instances per cache-index transaction, at most one transaction per _INDEX_INTERVAL
+_INDEX_INTERVAL = 1.0  # seconds: a retrieval done sooner is indexed once, when it completes
 _HEAD_WALK = 1 << 14
 
 
@@ -66,18 +68,23 @@ def _chunk_reader(chunks: Iterator[bytes]) -> Callable[[memoryview], int]:
     return readinto
 
 
-def read_parts(readinto: Callable[[memoryview], int], boundary: bytes) -> Iterator[bytearray]:
+def read_parts(readinto: Callable[[memoryview], int], boundary: bytes, reuse: bool = False) -> Iterator[bytearray]:
     """The bodies of a multipart message read with ``readinto``, each yielded as soon as it is complete.
 
     A part that announces its ``Content-Length`` (Orthanc's, dcm4chee's do) is read straight into a buffer
     of its size: one copy from the socket, no search through its bytes.  Without it the body ends at the
     next delimiter, searched for in the newly arrived bytes only; consumed bytes are dropped once per read,
-    so each byte is copied about twice whatever the sizes of parts and reads."""
+    so each byte is copied about twice whatever the sizes of parts and reads.
+
+    ``reuse``: such a part may be read into the buffer that held the previous one (no new zero-filled
+    buffer per part, the instances of a series being mostly of one size), so a part is valid only until
+    the next is asked for: for a consumer that writes each part away at once."""
     marker = b"--" + boundary
     delimiter = b"\r\n" + marker
     buf = bytearray()
     pos = 0  # start of the bytes not consumed yet
     scratch = bytearray(_HEAD_READ)
+    spare: bytearray | None = None  # the previous part's buffer, when reused
 
     def more(size: int) -> bool:
         nonlocal buf, pos
@@ -107,7 +114,11 @@ def read_parts(readinto: Callable[[memoryview], int], boundary: bytes) -> Iterat
         length = _content_length(bytes(buf[start:head_end]))
         body = head_end + 4
         if length is not None:
-            part = bytearray(length)
+            if spare is not None and len(spare) >= length:
+                del spare[length:]  # kept allocated unless much smaller
+                part = spare
+            else:
+                part = bytearray(length)
             view = memoryview(part)
             have = min(length, len(buf) - body)
             view[:have] = memoryview(buf)[body : body + have]
@@ -124,7 +135,10 @@ def read_parts(readinto: Callable[[memoryview], int], boundary: bytes) -> Iterat
                 raise ArchiveError("the archive sent a damaged multipart message (a part longer than its "
                                    "Content-Length)")
             pos += 2  # keep "--boundary..." for the next round
+            view.release()  # (a buffer exported to a memoryview cannot be resized when reused)
             yield part
+            if reuse:
+                spare = part
             continue
         scan = body
         end = buf.find(delimiter, scan)
@@ -160,14 +174,19 @@ def spot_of(body: bytes) -> InstanceSpot:
     """SOP Instance UID and geometry of a DICOM file in memory (sop_uid "" when it has none).
 
     The raw header walk (:func:`header_spot`) answers for plain little-endian files; pydicom for the rest."""
-    if not isinstance(body, bytes):  # the walk needs bytes: the first 16 KB hold the header nearly always
+    if isinstance(body, (bytes, bytearray)):  # walked where it lies (a part as read_parts yields it: no copy)
+        spot = header_spot(body)
+        if spot is not None:
+            return spot
+        body = bytes(body)
+    else:  # the walk needs bytes: the first 16 KB hold the header nearly always
         spot = header_spot(bytes(body[:_HEAD_WALK]))
         if spot is not None:
             return spot
         body = bytes(body)
-    spot = header_spot(body)
-    if spot is not None:
-        return spot
+        spot = header_spot(body)
+        if spot is not None:
+            return spot
     from pydicom import dcmread
 
     try:
@@ -196,11 +215,13 @@ class Tally:
         self.cache, self.progress, self.cancel, self.fresh = cache, progress, cancel, fresh
         self.total = 0  # 0 until the series' metadata has arrived
         self.already = 0
-        self.written: set[str] = set()
+        self.written: dict[str, int] = {}  # SOP UID -> size of each instance written
         self.bytes = 0
         self.stop = threading.Event()
         self._lock = threading.Lock()
         self._unindexed: list[tuple[str, Path | str, int]] = []  # written, not yet in the cache index
+        self.index_interval = _INDEX_INTERVAL
+        self._indexed_at = time.monotonic()  # when the index was last written (or the retrieval began)
         self.spots: dict[str, InstanceSpot] = {}  # geometry read from the streamed instances' headers
         self.unnamed = 0  # streamed parts without a SOP Instance UID (not written)
 
@@ -216,8 +237,10 @@ class Tally:
         """Put one instance into the cache (atomically) unless it is there already; report progress.
 
         The cache index learns of written instances in batches (:meth:`flush`): one SQLite transaction per
-        batch instead of one per instance.  An instance file not yet indexed when the process dies is
-        indexed when its series completes (:meth:`CacheIndex.mark_complete`)."""
+        batch (of at least ``_INDEX_BATCH`` instances, at most one a ``index_interval``) instead of one per
+        instance; a retrieval done sooner is indexed as it completes, in the transaction that marks it
+        complete (:meth:`sizes`).  An instance file not yet indexed when the process dies is indexed
+        when its series completes (:meth:`CacheIndex.mark_complete`)."""
         if not self.needed(sop):
             return
         out = self.cache.open_instance(sop)
@@ -230,10 +253,10 @@ class Tally:
         with self._lock:
             if sop in self.written:
                 return
-            self.written.add(sop)
+            self.written[sop] = size
             self.bytes += size
             self._unindexed.append((sop, path, size))
-            batch = len(self._unindexed) >= _INDEX_BATCH
+            batch = len(self._unindexed) >= _INDEX_BATCH and time.monotonic() - self._indexed_at >= self.index_interval
             self._report()
         if batch:
             self.flush()
@@ -242,8 +265,17 @@ class Tally:
         """Record the instances written so far in the cache index (one transaction)."""
         with self._lock:
             rows, self._unindexed = self._unindexed, []
+            self._indexed_at = time.monotonic()
         if rows:
             self.cache.record_many(rows)
+
+    def sizes(self) -> dict[str, int]:
+        """Every instance written, SOP UID -> size, for :meth:`CacheIndex.finish` to index those not
+        recorded yet; they are no longer pending here (recording them again after the series was marked
+        complete would undo that)."""
+        with self._lock:
+            self._unindexed = []
+            return dict(self.written)
 
     def start(self, total: int, already: int) -> None:
         with self._lock:
@@ -300,7 +332,7 @@ def stream_series(session: requests.Session, url: str, accept: str, timeout: flo
         if boundary is None:
             raise ArchiveError(f"the archive answered a series retrieval with {response.headers.get('Content-Type')!r}"
                                ", not a multipart message")
-        for body in read_parts(_body_reader(response), boundary):
+        for body in read_parts(_body_reader(response), boundary, reuse=True):  # each written away at once
             if tally.stop.is_set():
                 return
             spot = spot_of(body)

@@ -19,20 +19,42 @@ the index alone: no network.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import os
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from workstation.archive.local import safe_component
+from workstation.archive.local import safe_component as _safe_component
 
 PART_SUFFIX = ".part"
+# a UID's file name, remembered: asked several times per instance (written, indexed, listed) and a regex each
+safe_component = functools.lru_cache(maxsize=1 << 14)(_safe_component)
 _live_parts: set[str] = set()  # temporary files being written by this process now
 _live_lock = threading.Lock()
+
+
+def _new_part_tag() -> str:
+    """``<pid>-<random>``: what makes this process's temporary names its own (a counter follows it)."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+_part_tag = _new_part_tag()  # asked once, not per instance (a getpid and a getrandom call each)
+_part_count = itertools.count()
+
+
+def _after_fork() -> None:
+    global _part_tag, _part_count
+    _part_tag, _part_count = _new_part_tag(), itertools.count()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _part_owner(name: str) -> int | None:
@@ -72,14 +94,26 @@ class SeriesCache:
     def path_str(self, sop_uid: str) -> str:
         return f"{self._dir}{os.sep}{safe_component(sop_uid)}.dcm"
 
+    def paths(self, sop_uids: Iterable[str]) -> list[Path]:
+        """:meth:`path` of each (joined to the folder: cheaper than parsing hundreds of whole paths)."""
+        folder = self.folder
+        return [folder / f"{safe_component(sop)}.dcm" for sop in sop_uids]
+
     def has(self, sop_uid: str) -> bool:
         return os.path.isfile(self.path_str(sop_uid))
 
     def files(self) -> list[Path]:
         """The complete instance files present, sorted by name."""
-        if not self.folder.is_dir():
+        folder = self.folder
+        return [folder / name for name in sorted(self._names(".dcm")) if not name.startswith(".")]
+
+    def _names(self, suffix: str) -> list[str]:
+        """Names in the folder ending with ``suffix`` ([] without a readable folder, as a glob gives)."""
+        try:
+            with os.scandir(self._dir) as entries:
+                return [e.name for e in entries if e.name.endswith(suffix)]
+        except OSError:
             return []
-        return sorted(p for p in self.folder.glob("*.dcm") if not p.name.startswith("."))
 
     def temp_path(self, sop_uid: str) -> Path:
         """A fresh temporary name for the instance (the folder made); :meth:`remove_parts` may delete it."""
@@ -89,8 +123,10 @@ class SeriesCache:
     def _temp_name(self, sop_uid: str) -> Path:
         return Path(self._temp_str(sop_uid))
 
-    def _temp_str(self, sop_uid: str) -> str:
-        return f"{self._dir}{os.sep}.{safe_component(sop_uid)}.{os.getpid()}-{secrets.token_hex(4)}{PART_SUFFIX}"
+    def _temp_str(self, sop_uid: str, name: str | None = None) -> str:
+        """A fresh ``.<sop>.<pid>-<random><n>.part`` path (``name``: the SOP UID's file name, if known)."""
+        return (f"{self._dir}{os.sep}.{name or safe_component(sop_uid)}.{_part_tag}{next(_part_count):x}"
+                f"{PART_SUFFIX}")
 
     @contextlib.contextmanager
     def _writing(self, sop_uid: str):
@@ -151,20 +187,21 @@ class SeriesCache:
     def remove_parts(self) -> None:
         """Delete temporary files left by an interrupted write: not those another retrieval of the series
         (a thread here, or a process still running) is writing now."""
-        if not self.folder.is_dir():
-            return
         me = os.getpid()
-        for p in self.folder.glob(f".*{PART_SUFFIX}"):
-            owner = _part_owner(p.name)
+        for name in self._names(PART_SUFFIX):  # a listing, not a glob: hundreds of names a series
+            if not name.startswith(".") or len(name) <= len(PART_SUFFIX):  # what ".*.part" matches
+                continue
+            owner = _part_owner(name)
             if owner is not None and owner != me and _process_alive(owner):
                 continue
+            path = f"{self._dir}{os.sep}{name}"
             # asked under the lock, file by file: a write here registers its file as live before creating
             # it, so a file the listing found but a snapshot taken before the listing missed stays
             with _live_lock:
-                if str(p) in _live_parts:
+                if path in _live_parts:
                     continue
                 with contextlib.suppress(OSError):
-                    p.unlink()
+                    os.unlink(path)
 
 
 class InstanceFile:
@@ -172,43 +209,46 @@ class InstanceFile:
     by :meth:`SeriesCache.remove_parts` meanwhile), then moved into place whole.  Unbuffered ``os.write``
     calls: the pieces are large (a whole instance, or a network PDU), a buffer would only copy them."""
 
-    __slots__ = ("cache", "sop_uid", "tmp", "fd", "size")
+    __slots__ = ("cache", "sop_uid", "tmp", "final", "fd", "size")
+    _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 
     def __init__(self, cache: SeriesCache, sop_uid: str) -> None:
-        self.cache, self.sop_uid, self.size = cache, sop_uid, 0
-        self.tmp = cache._temp_str(sop_uid)
+        self.cache, self.sop_uid, self.size, self.fd = cache, sop_uid, 0, -1
+        name = safe_component(sop_uid)
+        self.final = f"{cache._dir}{os.sep}{name}.dcm"
+        self.tmp = tmp = cache._temp_str(sop_uid, name)
         with _live_lock:
-            _live_parts.add(self.tmp)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            _live_parts.add(tmp)
         try:
             try:
-                self.fd = os.open(self.tmp, flags, 0o644)
+                self.fd = os.open(tmp, self._FLAGS, 0o644)
             except FileNotFoundError:  # the first instance of the series: no folder yet
                 cache.folder.mkdir(parents=True, exist_ok=True)
-                self.fd = os.open(self.tmp, flags, 0o644)
+                self.fd = os.open(tmp, self._FLAGS, 0o644)
         except BaseException:
             self._forget()
             raise
 
     def write(self, data) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            view = view[n:]
-        self.size += len(data)
+        size = len(data)
+        n = os.write(self.fd, data)
+        if n < size:  # a short write (rare on a regular file): the rest, piece by piece
+            view = memoryview(data)[n:]
+            while view:
+                view = view[os.write(self.fd, view):]
+        self.size += size
 
     def commit(self) -> tuple[str, int]:
         """Close and move into place; returns (final path, size) (a string: hundreds a series)."""
         try:
             os.close(self.fd)
             self.fd = -1
-            final = self.cache.path_str(self.sop_uid)
-            os.replace(self.tmp, final)
+            os.replace(self.tmp, self.final)
         except BaseException:
             self.discard()
             raise
         self._forget()
-        return final, self.size
+        return self.final, self.size
 
     def discard(self) -> None:
         if self.fd >= 0:
@@ -262,14 +302,14 @@ class CacheIndex:
         self._evict_lock = threading.Lock()
         self._busy: dict[str, int] = {}  # series being retrieved now (never evicted), with a count
         with self._conn() as db:
-            db.executescript(_SCHEMA)
+            db.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")  # one transaction, not one per table
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.root / INDEX_NAME, timeout=30, isolation_level=None)
+            conn.execute("PRAGMA synchronous=NORMAL")  # first: a new index is then created without FULL syncs
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
 
@@ -311,19 +351,26 @@ class CacheIndex:
                 db.execute("ROLLBACK")
             raise
 
-    def mark_complete(self, study: str, series: str, sops: Sequence[str]) -> None:
+    def mark_complete(self, study: str, series: str, sops: Sequence[str],
+                      sizes: Mapping[str, int] | None = None) -> None:
         """The series is whole in the cache, its instances in this order (a later open needs no network).
 
         Instances not indexed yet (written before the index existed, or by a process that died before it
-        recorded them) are indexed here, their size read from the file."""
+        recorded them) are indexed here: with their size from ``sizes`` (what the retrieval just wrote, not
+        recorded yet), else read from the file.  An instance indexed already keeps its row (and size)."""
         db = self._conn()
         cache = SeriesCache(self.root, study, series)
-        known = {r[0] for r in db.execute("SELECT sop FROM instances WHERE series = ?", (series,))}
+        sizes = sizes or {}
+        known = set() if all(sop in sizes for sop in sops) else {
+            r[0] for r in db.execute("SELECT sop FROM instances WHERE series = ?", (series,))}
         rows = []
+        rel = self._rel
         for pos, sop in enumerate(sops):
             path = cache.path_str(sop)
-            size = 0 if sop in known else (os.path.getsize(path) if os.path.isfile(path) else 0)
-            rows.append((sop, study, series, self._rel(path), size, pos))
+            size = sizes.get(sop)
+            if size is None:
+                size = 0 if sop in known else (os.path.getsize(path) if os.path.isfile(path) else 0)
+            rows.append((sop, study, series, rel(path), size, pos))
 
         def body() -> None:
             db.executemany("INSERT INTO instances(sop, study, series, path, size, position) VALUES (?,?,?,?,?,?) "
@@ -346,9 +393,10 @@ class CacheIndex:
                 if not self._busy[series]:
                     del self._busy[series]
 
-    def finish(self, study: str, series: str, sops: Sequence[str]) -> None:
-        """A retrieval completed: mark the series complete, then make room for it by evicting others."""
-        self.mark_complete(study, series, sops)
+    def finish(self, study: str, series: str, sops: Sequence[str], sizes: Mapping[str, int] | None = None) -> None:
+        """A retrieval completed: mark the series complete (``sizes``: see :meth:`mark_complete`), then make
+        room for it by evicting others."""
+        self.mark_complete(study, series, sops, sizes)
         self.evict(keep_series=[series])
 
     def open_complete(self, series: str, progress=None) -> list[Path] | None:

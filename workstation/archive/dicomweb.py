@@ -272,16 +272,20 @@ class DicomWebArchive:
             return cached  # complete, and the archive has nothing new (or cannot be asked)
         with self.cache_index.retrieving(series_instance_uid):
             study = study_instance_uid or self.study_of_series(series_instance_uid)
-            paths, sops = self._fetch_into_cache(study, series_instance_uid, progress, cancel)
-            self.cache_index.finish(study, series_instance_uid, sops)
+            paths, sops, sizes = self._fetch_into_cache(study, series_instance_uid, progress, cancel)
+            self.cache_index.finish(study, series_instance_uid, sops, sizes)
         return paths
 
     def _fetch_into_cache(self, study: str, series_instance_uid: str, progress: ProgressFn | None,
-                          cancel: CancelToken | None) -> tuple[list[Path], list[str]]:
+                          cancel: CancelToken | None) -> tuple[list[Path], list[str], dict[str, int]]:
+        """(files in spatial order, their SOP UIDs, sizes of the instances this retrieval wrote: those not
+        indexed yet are recorded by :meth:`CacheIndex.finish`, in the transaction that marks the series
+        complete)."""
         cache = self.cache_index.series_cache(study, series_instance_uid)
         cache.remove_parts()
         resuming = bool(cache.files())
         tally = Tally(cache, progress, cancel, fresh=not resuming)
+        done = False
         try:
             if resuming:
                 spots = self.instance_spots(study, series_instance_uid)
@@ -292,11 +296,14 @@ class DicomWebArchive:
             todo = [s.sop_uid for s in middle_out(spots) if tally.needed(s.sop_uid)]
             tally.start(len(spots), len(spots) - len(todo) - len(tally.written))
             self._retrieve(tally, study, series_instance_uid, todo)
+            done = True
         finally:
             tally.stop.set()
-            tally.flush()
+            if not done:
+                tally.flush()  # what was written stays indexed: a later retrieval resumes after it
             cache.remove_parts()
-        return [cache.path(s.sop_uid) for s in spots], [s.sop_uid for s in spots]
+        sops = [s.sop_uid for s in spots]
+        return cache.paths(sops), sops, tally.sizes()
 
     def _stream_with_prefetch(self, study: str, series: str, tally: Tally) -> list[InstanceSpot]:
         """Stream the series in the background; returns its instances in spatial order.
