@@ -55,6 +55,27 @@ def test_normalisations():
     assert abs(float(out.mean())) < 0.3 and 0.8 < float(out.std()) < 1.2  # estimated on a subsample
 
 
+def test_model_input_is_the_resampled_grid_normalised_in_slabs():
+    rng = np.random.default_rng(2)
+    voxels = rng.integers(-50, 900, (37, 30, 26)).astype(np.int16)
+    angle = np.radians(8.0)
+    affine = np.eye(4)
+    affine[:3, :3] = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]) * 1.3
+    vol = Volume(voxels, affine, VolumeInfo(modality="MR"))
+    for intensity in (IntensitySpec(), IntensitySpec(Normalisation.MINMAX), IntensitySpec(Normalisation.ZSCORE),
+                      IntensitySpec(Normalisation.WINDOW, window=(100.0, 600.0)), IntensitySpec(Normalisation.NONE)):
+        spec = replace(MANIFEST.input, size=(24, 28, 33), intensity=intensity)  # 33 slices: a ragged last slab
+        data, affine_a = grid.to_model_grid(vol, spec)
+        raw = data.copy()
+        want = grid.normalise(data, intensity)  # in place, as before
+        got, affine_b = grid.model_input(vol, spec)
+        assert got.dtype == np.float32 and got.flags.writeable and got.shape == (33, 28, 24)
+        assert np.array_equal(got, want) and np.array_equal(affine_a, affine_b), intensity
+        into = np.empty_like(raw)
+        assert grid.normalise(raw, intensity, out=into) is into and np.array_equal(into, want)
+        assert intensity.normalise is Normalisation.NONE or not np.array_equal(raw, want)  # the source is untouched
+
+
 def test_window_starts_cover_the_axis():
     assert window_starts(10, 10, 0.5) == [0]
     starts = window_starts(100, 32, 0.25)
@@ -104,7 +125,7 @@ def test_wrong_modality_and_memory_budget_are_refused_before_work():
 
 
 @pytest.fixture(scope="module")
-def brainchop_on_7t():
+def brainchop_run():
     shared_model("brainchop-tissue")
     from workstation.dicom.series import examine, load_volume
 
@@ -112,8 +133,18 @@ def brainchop_on_7t():
     volume = load_volume(plans[0])
     plugin = discover().get("brainchop-tissue")
     steps = []
-    result = run_plugin(plugin, volume, RunOptions(threads=2), progress=steps.append)
-    return volume, result, steps
+    scores = []  # what the network gave, for the reference computations below
+    predict = OnnxModel.predict
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(OnnxModel, "predict",
+                   lambda self, x, cancel=None: scores.append(predict(self, x, cancel)) or scores[-1])
+        result = run_plugin(plugin, volume, RunOptions(threads=2), progress=steps.append)
+    return volume, result, steps, scores[0][0]
+
+
+@pytest.fixture(scope="module")
+def brainchop_on_7t(brainchop_run):
+    return brainchop_run[:3]
 
 
 def test_brainchop_tissue_on_7t_head(brainchop_on_7t):
@@ -135,6 +166,30 @@ def test_brainchop_tissue_on_7t_head(brainchop_on_7t):
         assert 100 < f.size_mm[0] < 200  # left-right extent of a brain hemisphere pair
         assert 0.5 < f.score <= 1.0 and f.provenance.model_id == "brainchop-tissue"
     assert steps[-1].text == "done" and result.timings_s["total"] > 0
+
+
+def test_brainchop_tissue_on_7t_head_equals_full_resampling_and_whole_grid_regions(brainchop_run):
+    """The real, oblique (7.4 deg) 7 T head: the label map equals SimpleITK's nearest-neighbour resampling of the
+    model's labels onto the whole source grid; the findings equal connected regions and shape statistics over
+    the whole source grid with LabelStatistics means (positions to 1e-9 mm: the boxes' origins round)."""
+    from tests.unit.test_ai_map_back import _key, _reference_findings
+    from workstation.ai.postprocess import labels_from_scores
+
+    volume, result, _, scores = brainchop_run
+    model_affine, _ = grid.model_grid(volume, MANIFEST.input)
+    labels, confidence = labels_from_scores(scores, MANIFEST.output.activation, MANIFEST.output.threshold)
+    packed = (labels.astype(np.uint16) << 8) | confidence
+    full = grid.resample(grid.to_sitk(packed, model_affine), volume.affine, volume.shape, labels=True)
+    del packed
+    on_source = (full >> 8).astype(np.uint8)
+    assert np.array_equal(result.labelmap.labels, on_source)
+    want = _reference_findings(on_source, (full & 255).astype(np.uint8), volume, MANIFEST)
+    got = [_key(f) for f in result.findings]
+    assert len(got) == len(want) == 2
+    for g, w in zip(got, want):
+        assert g[:3] == w[:3]  # label, score, volume: exactly
+        for p, q in zip(g[3:], w[3:]):
+            assert np.allclose(p, q, rtol=0, atol=1e-9)
 
 
 def test_cancel_stops_a_real_run():

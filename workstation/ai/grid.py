@@ -6,6 +6,8 @@ too, so the bridge only has to carry spacing, origin and direction across.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +15,9 @@ import SimpleITK as sitk
 
 from workstation.ai.manifest import InputSpec, IntensitySpec, Normalisation
 from workstation.model.volume import Volume
+
+#: Slices per step of the intensity scaling (a 256 x 256 float32 slice is 256 KiB).
+_NORMALISE_SLAB = 4
 
 #: Unit LPS vector each orientation letter points toward.
 _LETTER = {"L": (1, 0, 0), "R": (-1, 0, 0), "P": (0, 1, 0), "A": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
@@ -75,47 +80,76 @@ def resample_image(image: sitk.Image, affine: np.ndarray, shape: tuple[int, int,
 def to_model_grid(volume: Volume, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
     """The source voxels resampled onto the model grid as float32 ``[k, j, i]``, and that grid's affine."""
     affine, shape = model_grid(volume, spec)
-    fill = float(volume.info.padding_value if volume.info.padding_value is not None else volume.voxels.min())
-    image = to_sitk(volume.voxels, volume.affine)
-    data = resample(image, affine, shape, labels=False, fill=fill, pixel_type=sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(_on_model_grid(volume, affine, shape)), affine
+
+
+def model_input(volume: Volume, spec: InputSpec) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`to_model_grid` and :func:`normalise` (``spec.intensity``) in one: the same values, scaled straight
+    from SimpleITK's pixels into the array the model is given (one copy of the grid fewer)."""
+    affine, shape = model_grid(volume, spec)
+    image = _on_model_grid(volume, affine, shape)
+    data = normalise(sitk.GetArrayViewFromImage(image), spec.intensity, out=np.empty(shape, np.float32))
+    del image  # the view is read before this: the scaled values are in ``data``
     return data, affine
 
 
-def normalise(data: np.ndarray, spec: IntensitySpec) -> np.ndarray:
-    """Scale intensities in place (float32) as the manifest says; returns ``data``."""
+def _on_model_grid(volume: Volume, affine: np.ndarray, shape: tuple[int, int, int]) -> sitk.Image:
+    fill = float(volume.info.padding_value if volume.info.padding_value is not None else volume.voxels.min())
+    image = to_sitk(volume.voxels, volume.affine)
+    return resample_image(image, affine, shape, labels=False, fill=fill, pixel_type=sitk.sitkFloat32)
+
+
+def normalise(data: np.ndarray, spec: IntensitySpec, out: np.ndarray | None = None) -> np.ndarray:
+    """Scale intensities (float32) as the manifest says, in place or into ``out``; returns the result."""
+    result = data if out is None else out
     method = spec.normalise
     if method is Normalisation.NONE:
-        return data
+        if out is not None:
+            out[...] = data
+        return result
+    clip = method is not Normalisation.ZSCORE
     if method is Normalisation.ZSCORE:
         sample = data[::2, ::2, ::2]
-        data -= np.float32(sample.mean())
-        data /= np.float32(max(float(sample.std()), 1e-6))
-        return data
-    if method is Normalisation.WINDOW:
-        lo, hi = spec.window  # validated present
-    elif method is Normalisation.MINMAX:
-        lo, hi = float(data.min()), float(data.max())
-    else:  # robust: percentiles of the voxels above the background minimum
-        sample = data[::2, ::2, ::2]
-        sample = sample[sample > sample.min()]
-        if sample.size == 0:
-            sample = data.ravel()[:1]
-        lo, hi = (float(v) for v in np.percentile(sample, spec.percentiles))
-    data -= np.float32(lo)
-    data /= np.float32(max(hi - lo, 1e-6))
-    np.clip(data, 0.0, 1.0, out=data)
-    return data
+        offset, step = np.float32(sample.mean()), np.float32(max(float(sample.std()), 1e-6))
+    else:
+        if method is Normalisation.WINDOW:
+            lo, hi = spec.window  # validated present
+        elif method is Normalisation.MINMAX:
+            lo, hi = float(data.min()), float(data.max())
+        else:  # robust: percentiles of the voxels above the background minimum
+            sample = data[::2, ::2, ::2]
+            sample = sample[sample > sample.min()]
+            if sample.size == 0:
+                sample = data.ravel()[:1]
+            lo, hi = (float(v) for v in np.percentile(sample, spec.percentiles))
+        offset, step = np.float32(lo), np.float32(max(hi - lo, 1e-6))
+
+    def scale(source: np.ndarray, into: np.ndarray) -> None:
+        np.subtract(source, offset, out=into)
+        into /= step
+        if clip:
+            np.clip(into, 0.0, 1.0, out=into)
+
+    if data.ndim == 0 or data.shape[0] <= _NORMALISE_SLAB:
+        scale(data, result)
+        return result
+    # the steps slab by slab (each slab stays in a core's cache), the slabs side by side: numpy lets go of the GIL
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        list(pool.map(lambda z: scale(data[z:z + _NORMALISE_SLAB], result[z:z + _NORMALISE_SLAB]),
+                      range(0, data.shape[0], _NORMALISE_SLAB)))
+    return result
 
 
 def nonzero_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:
     """The smallest box ``[k, j, i]`` holding every non-zero label (None when there is none)."""
+    # two passes over the array: along k (slices holding a label), and down to one [j, i] plane
+    plane = labels.any(axis=0)
     box = []
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(labels.any(axis=others))
-        if hit.size == 0:
+    for hit in (labels.any(axis=(1, 2)), plane.any(axis=1), plane.any(axis=0)):
+        at = np.flatnonzero(hit)
+        if at.size == 0:
             return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+        box.append(slice(int(at[0]), int(at[-1]) + 1))
     return (box[0], box[1], box[2])
 
 
@@ -171,8 +205,120 @@ def nearest_to_source(values: np.ndarray, model_affine: np.ndarray,
         out = np.zeros(part.shape, values.dtype)
         sampling.expand_into(out, sampling.compress(values))
         return out, target
-    image = resample_image(to_sitk(values, model_affine), part.affine, part.shape, labels=True)
-    return sitk.GetArrayFromImage(image), target
+    # an oblique source: the corners of the model box reach far beyond the values' own voxels into the source
+    # grid.  Bound the part by where the non-zero voxels themselves land, and resample it slab by slab, each
+    # slab only over the box its share of them can reach (most of a box around a head is air)
+    reach = _Reach.of(values[box], sub_volume(Volume(values, model_affine), box).affine, volume)
+    tight = None if reach is None else reach.box(volume.shape)
+    if tight is None:
+        return None
+    target = _intersect(target, tight)
+    if target is None:
+        return None
+    out = np.zeros(tuple(s.stop - s.start for s in target), values.dtype)
+    image = to_sitk(values, model_affine)
+    anywhere = Volume(np.broadcast_to(np.uint8(0), volume.shape), volume.affine)
+    for slab in reach.slabs(target, volume.shape):
+        part = sub_volume(anywhere, slab)
+        piece = resample_image(image, part.affine, part.shape, labels=True)
+        out[tuple(slice(s.start - t.start, s.stop - t.start) for s, t in zip(slab, target))] = \
+            sitk.GetArrayViewFromImage(piece)
+        del piece
+    return out, target
+
+
+#: Source slices per slab, at least, when an oblique mapping goes slab by slab; and the most slabs.
+_SLAB_SLICES = 16
+_MAX_SLABS = 16
+
+
+def _intersect(a: tuple[slice, ...], b: tuple[slice, ...]) -> tuple[slice, slice, slice] | None:
+    box = tuple(slice(max(p.start, q.start), min(p.stop, q.stop)) for p, q in zip(a, b))
+    return None if any(s.stop <= s.start for s in box) else (box[0], box[1], box[2])
+
+
+@dataclass(frozen=True, eq=False)
+class _Reach:
+    """Where the non-zero voxels of a model grid land in a source grid's continuous indices ``(i, j, k)``.
+
+    A source voxel reads model voxel ``v`` when its continuous model index ``u`` is within half a voxel of
+    ``v`` on every axis; source index ``x = N (u - c)`` is linear in ``u``, so along source axis ``a`` it lies
+    within ``half[a] = 0.5 * sum|N[a]|`` of ``N[a] (v - c)``.  Along a row of model voxels ``N v`` moves on a
+    straight line: the row's non-zero voxels all lie on the segment from its first (``start``) to its last
+    (``end``) non-zero voxel.
+    """
+
+    start: np.ndarray  # [rows, 3] source (i, j, k) of each row's first non-zero voxel
+    end: np.ndarray  # [rows, 3] ... and of its last
+    half: np.ndarray  # [3] half a model voxel, in source voxels, along each source axis
+
+    @classmethod
+    def of(cls, values: np.ndarray, model_affine: np.ndarray, volume: Volume) -> _Reach | None:
+        nonzero = values != 0
+        k, j = np.nonzero(nonzero.any(axis=2))  # rows holding a non-zero voxel
+        if k.size == 0:
+            return None
+        first = np.argmax(nonzero, axis=2)[k, j]
+        last = values.shape[2] - 1 - np.argmax(nonzero[:, :, ::-1], axis=2)[k, j]
+        to_source = np.linalg.inv(volume.affine) @ model_affine  # model (i, j, k, 1) -> source continuous index
+
+        def at(i: np.ndarray) -> np.ndarray:
+            return np.stack([i, j, k], axis=1).astype(float) @ to_source[:3, :3].T + to_source[:3, 3]
+
+        return cls(at(first), at(last), 0.5 * np.abs(to_source[:3, :3]).sum(axis=1))
+
+    def _around(self, lo: np.ndarray, hi: np.ndarray, shape: tuple[int, int, int]) -> tuple[slice, slice, slice] | None:
+        """The box ``[k, j, i]`` of source voxels within reach of continuous indices lo..hi, a voxel to spare."""
+        shape_ijk = np.array(shape[::-1])
+        a = np.clip(np.floor(lo - self.half).astype(int) - 1, 0, shape_ijk)
+        b = np.clip(np.ceil(hi + self.half).astype(int) + 2, 0, shape_ijk)
+        if np.any(b <= a):
+            return None
+        return (slice(int(a[2]), int(b[2])), slice(int(a[1]), int(b[1])), slice(int(a[0]), int(b[0])))
+
+    def box(self, shape: tuple[int, int, int]) -> tuple[slice, slice, slice] | None:
+        """A box of the source grid (``shape``) holding every voxel that can read a non-zero value."""
+        ends = np.concatenate([self.start, self.end])
+        return self._around(ends.min(axis=0), ends.max(axis=0), shape)
+
+    def slabs(self, target: tuple[slice, slice, slice],
+              shape: tuple[int, int, int]) -> list[tuple[slice, slice, slice]]:
+        """``target`` cut into slabs along its first axis (source k), each narrowed to the voxels of the slab
+        that can read a non-zero value: the parts of the rows' segments whose k is within reach of the slab."""
+        k0, k1 = target[0].start, target[0].stop
+        count = max(1, min(_MAX_SLABS, (k1 - k0) // _SLAB_SLICES))
+        edges = np.unique(np.linspace(k0, k1, count + 1).round().astype(int))
+        p, d = self.start, self.end - self.start
+        slabs = []
+        for s0, s1 in zip(edges[:-1], edges[1:]):
+            lo, hi = s0 - self.half[2] - 1.0, s1 - 1 + self.half[2] + 1.0  # k of a row point that can reach it
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ta, tb = (lo - p[:, 2]) / d[:, 2], (hi - p[:, 2]) / d[:, 2]
+            flat = d[:, 2] == 0  # rows at one k: all of the row or none of it
+            inside = (p[:, 2] >= lo) & (p[:, 2] <= hi)
+            t0 = np.maximum(np.where(flat, np.where(inside, 0.0, np.inf), np.minimum(ta, tb)), 0.0)
+            t1 = np.minimum(np.where(flat, np.where(inside, 1.0, -np.inf), np.maximum(ta, tb)), 1.0)
+            hit = t0 <= t1
+            if not hit.any():
+                continue
+            a = p[hit] + t0[hit, None] * d[hit]
+            b = p[hit] + t1[hit, None] * d[hit]
+            box = self._around(np.minimum(a, b).min(axis=0), np.maximum(a, b).max(axis=0), shape)
+            if box is not None:
+                box = _intersect((slice(int(s0), int(s1)),) + box[1:], target)
+            if box is not None:
+                slabs.append(box)
+        return slabs
+
+
+def source_box_of_voxels(values: np.ndarray, model_affine: np.ndarray,
+                         volume: Volume) -> tuple[slice, slice, slice] | None:
+    """The part of the volume's grid that nearest-neighbour sampling of the model grid (``values`` ``[k, j, i]``
+    on ``model_affine``) can give a non-zero value -- a box holding every such source voxel, a voxel wider on
+    each side than exact (None: no non-zero value, or the grids do not meet).  See :class:`_Reach`.
+    """
+    reach = _Reach.of(values, model_affine, volume)
+    return None if reach is None else reach.box(volume.shape)
 
 
 # -- nearest-neighbour sampling between grids with parallel axes ---------------------------------------------

@@ -5,15 +5,18 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
+from workstation.ai.grid import nonzero_box
 from workstation.ai.manifest import Activation, Manifest
 from workstation.model.finding import Finding, FindingKind, Provenance
 from workstation.model.volume import Volume
 
 _SLAB = 16  # slices per step: bounds the temporary arrays of the activation
+_LABEL_SLAB = 4  # slices per step of labels_from_scores: its temporary arrays stay in the cores' caches
 
 
 def labels_from_scores(scores: np.ndarray, activation: Activation, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -23,20 +26,21 @@ def labels_from_scores(scores: np.ndarray, activation: Activation, threshold: fl
     Sigmoid: channel ``c`` is label ``c + 1``; the most probable channel above ``threshold`` wins.
     """
     k = scores.shape[1]
-    labels = np.zeros(scores.shape[1:], np.uint8)
-    confidence = np.zeros(scores.shape[1:], np.uint8)
+    labels = np.empty(scores.shape[1:], np.uint8)
+    confidence = np.empty(scores.shape[1:], np.uint8)
 
     def slab(z: int) -> None:  # numpy lets go of the GIL: slabs run side by side on the cores
-        s = scores[:, z:z + _SLAB]
-        best = s.argmax(axis=0)
-        top = s.max(axis=0).astype(np.float32)  # the winning channel's score
+        s = scores[:, z:z + _LABEL_SLAB]
+        best = labels[z:z + _LABEL_SLAB]
+        top = _argmax_into(s, best)  # the winning channel's score, float32
         # the winner's probability, without normalising every channel: softmax -> 1 / sum(exp(s - top)),
         # sigmoid -> sigmoid(top) (monotonic: the highest score is the most probable channel)
         if activation is Activation.SOFTMAX:
-            total = np.zeros_like(top)
-            for c in range(s.shape[0]):
-                e = s[c].astype(np.float32, copy=True)
-                e -= top
+            total = np.subtract(s[0], top, dtype=np.float32)
+            np.exp(total, out=total)
+            e = np.empty_like(total)
+            for c in range(1, s.shape[0]):
+                np.subtract(s[c], top, out=e, dtype=np.float32)
                 np.exp(e, out=e)
                 total += e
             p = np.reciprocal(total, out=total)
@@ -45,18 +49,33 @@ def labels_from_scores(scores: np.ndarray, activation: Activation, threshold: fl
             np.exp(p, out=p)
             p += np.float32(1.0)
             np.reciprocal(p, out=p)
-            best = np.where(p >= threshold, best + 1, 0)
+            best[...] = np.where(p >= threshold, best + 1, 0)
         else:
             p = top
-        labels[z:z + _SLAB] = best
         p *= np.float32(255.0)
         np.rint(p, out=p)
-        np.clip(p, 0, 255, out=p)
-        confidence[z:z + _SLAB] = p
+        if activation is not Activation.SOFTMAX:  # a softmax probability is within 0..1 already
+            np.clip(p, 0, 255, out=p)
+        confidence[z:z + _LABEL_SLAB] = p
 
     with ThreadPoolExecutor(max_workers=workers()) as pool:
-        list(pool.map(slab, range(0, k, _SLAB)))
+        list(pool.map(slab, range(0, k, _LABEL_SLAB)))
     return labels, confidence
+
+
+def _argmax_into(s: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """``best[...] = s.argmax(axis=0)`` (the first channel on ties) and ``s.max(axis=0)`` as float32, channel by
+    channel (numpy's argmax along the first axis of a slab walks it voxel by voxel: several times slower)."""
+    top = s[0].copy()
+    best[...] = 0
+    greater = np.empty(top.shape, np.bool_)
+    for c in range(1, s.shape[0]):
+        np.greater(s[c], top, out=greater)
+        np.copyto(best, np.uint8(c), where=greater)
+        np.maximum(top, s[c], out=top)
+    if np.isnan(top).any():  # NaN scores: argmax points at the first NaN, which the comparisons above miss
+        best[...] = s.argmax(axis=0)
+    return top.astype(np.float32, copy=False)
 
 
 def workers() -> int:
@@ -67,9 +86,10 @@ def workers() -> int:
 def region_findings(labels: np.ndarray, confidence: np.ndarray, volume: Volume, manifest: Manifest) -> list[Finding]:
     """One finding per connected region of each label (largest first, limited by the manifest).
 
-    Regions come from SimpleITK (connected components and their shape statistics, largest first);
-    a region's score is its mean confidence, summed exactly in integers over the region's bounding
-    box only (the same value a LabelStatisticsImageFilter gives, without its whole-image histograms).
+    Regions come from SimpleITK (connected components and their shape statistics, largest first), each label
+    looked at only inside the box around its own voxels (the same regions, numbered in the same order);
+    a region's score is its mean confidence, summed exactly in integers over the region's bounding box only
+    (the same value a LabelStatisticsImageFilter gives, without its whole-image histograms).
     """
     voxel_mm3 = float(abs(np.linalg.det(volume.affine[:3, :3])))
     min_voxels = max(1, math.ceil(manifest.output.min_volume_mm3 / voxel_mm3))
@@ -80,13 +100,22 @@ def region_findings(labels: np.ndarray, confidence: np.ndarray, volume: Volume, 
         return findings
 
     def of_label(spec) -> list[Finding]:
-        regions = sitk.ConnectedComponent(sitk.GetImageFromArray((labels == spec.value).view(np.uint8)))
+        mask = labels == spec.value
+        box = nonzero_box(mask)
+        if box is None:
+            return []
+        regions = sitk.ConnectedComponent(sitk.GetImageFromArray(mask[box].view(np.uint8)))
+        del mask
         shape = sitk.LabelShapeStatisticsImageFilter()
         shape.ComputePerimeterOff()  # on by default and the costliest part; findings need no perimeter
         shape.Execute(regions)  # every region at once: cheaper than relabelling by size first
         sizes = {region: shape.GetNumberOfPixels(region) for region in shape.GetLabels()}
         largest = sorted((r for r, n in sizes.items() if n >= min_voxels), key=lambda r: (-sizes[r], r))[:limit]
-        return [_finding(shape, _mean_in_region(confidence, regions, region, shape.GetBoundingBox(region)), region,
+        ids = sitk.GetArrayViewFromImage(regions)
+        values = confidence[box]
+        offset = (box[2].start, box[1].start, box[0].start)  # (i, j, k) of the box in ``labels``
+        return [_finding(_Region.of(shape, region, offset),
+                         _mean_in_region(values, ids, region, shape.GetBoundingBox(region)),
                          spec.name, spec.value, voxel_mm3, volume, provenance)
                 for region in largest]
 
@@ -97,29 +126,51 @@ def region_findings(labels: np.ndarray, confidence: np.ndarray, volume: Volume, 
     return findings
 
 
-def _mean_in_region(values: np.ndarray, regions: sitk.Image, region: int, bbox: tuple[int, ...]) -> float:
-    """Mean of integer ``values`` where ``regions == region``, looking only inside the region's bounding box."""
+@dataclass(frozen=True)
+class _Region:
+    """A region's voxel count, bounding box ``(i0, j0, k0, ni, nj, nk)`` and centroid ``(i, j, k)`` (index space)."""
+
+    voxels: int
+    bbox: tuple[int, int, int, int, int, int]
+    centroid: tuple[float, float, float]
+
+    @classmethod
+    def of(cls, shape: sitk.LabelShapeStatisticsImageFilter, region: int, offset: tuple[int, int, int]) -> _Region:
+        """The statistics of ``region`` of an image cut out of a larger one at ``offset`` (i, j, k), in the
+        larger one's indices -- bit for bit what the statistics over the larger image give: ITK's centroid is
+        the exact integer sum of the indices / the count, so the sum is recovered exactly (it is far below
+        2**53) and moved by ``offset`` in integers before the one division."""
+        n = int(shape.GetNumberOfPixels(region))
+        i0, j0, k0, ni, nj, nk = shape.GetBoundingBox(region)
+        ci, cj, ck = (float(round(c * n) + n * o) / n for c, o in zip(shape.GetCentroid(region), offset))
+        return cls(n, (i0 + offset[0], j0 + offset[1], k0 + offset[2], ni, nj, nk), (ci, cj, ck))
+
+
+def _mean_in_region(values: np.ndarray, ids: np.ndarray, region: int, bbox: tuple[int, ...]) -> float:
+    """Mean of uint8 ``values`` where ``ids == region``, looking only inside the region's bounding box."""
     i0, j0, k0, ni, nj, nk = bbox
     box = (slice(k0, k0 + nk), slice(j0, j0 + nj), slice(i0, i0 + ni))
-    inside_image = sitk.RegionOfInterest(regions, [ni, nj, nk], [i0, j0, k0]) == region  # uint8 0/1
-    inside = sitk.GetArrayViewFromImage(inside_image).view(np.bool_)
+    inside = ids[box] == region
     count = int(np.count_nonzero(inside))
-    total = int(values[box][inside].sum(dtype=np.int64))
+    picked = values[box] * inside  # the region's values, 0 elsewhere (uint8)
+    # rows of at most a few thousand uint8 values sum exactly in uint32; the row sums then in int64
+    total = int(np.add.reduce(np.add.reduce(picked.reshape(-1, picked.shape[-1]), axis=1, dtype=np.uint32),
+                              dtype=np.int64))
     return total / count  # exact integer sum / count: correctly rounded, as ITK's double sum / count
 
 
-def _finding(shape, mean: float, region: int, name: str, value: int, voxel_mm3: float, volume: Volume,
+def _finding(region: _Region, mean: float, name: str, value: int, voxel_mm3: float, volume: Volume,
              provenance: Provenance) -> Finding:
     # the images carry no geometry (index space): map indices through the volume's affine
-    i0, j0, k0, ni, nj, nk = shape.GetBoundingBox(region)
+    i0, j0, k0, ni, nj, nk = region.bbox
     corners = np.array([[i, j, k] for i in (i0, i0 + ni - 1) for j in (j0, j0 + nj - 1) for k in (k0, k0 + nk - 1)], float)
     lps = volume.index_to_lps(corners)
-    centroid = volume.index_to_lps(np.asarray(shape.GetCentroid(region)))
+    centroid = volume.index_to_lps(np.asarray(region.centroid))
     return Finding(
         kind=FindingKind.REGION, label=name, score=round(mean / 255.0, 4),
         centroid_mm=tuple(float(v) for v in centroid), bbox_min_mm=tuple(float(v) for v in lps.min(axis=0)),
         bbox_max_mm=tuple(float(v) for v in lps.max(axis=0)), provenance=provenance,
-        volume_mm3=float(shape.GetNumberOfPixels(region)) * voxel_mm3, segment_number=value,
+        volume_mm3=float(region.voxels) * voxel_mm3, segment_number=value,
         series_instance_uid=volume.info.series_instance_uid,
     )
 

@@ -12,6 +12,7 @@ cancelled at any stage (an onnxruntime run in progress is terminated).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -128,8 +129,7 @@ def run_model(model: OnnxModel, m: Manifest, volume: Volume, options: RunOptions
     t: dict[str, float] = {}
     start = time.perf_counter()
     report(Progress(0, 4, "pre-processing"))
-    data, model_affine = grid.to_model_grid(volume, m.input)
-    grid.normalise(data, m.input.intensity)
+    data, model_affine = grid.model_input(volume, m.input)
     t["preprocess"] = time.perf_counter() - start
     cancel.check()
     report(Progress(1, 4, "inference"))
@@ -159,15 +159,19 @@ def run_model(model: OnnxModel, m: Manifest, volume: Volume, options: RunOptions
     findings: tuple[Finding, ...] = ()
     mapped = None
     if box is not None:
-        packed = (labels[box].astype(np.uint16) << 8) | confidence[box]
+        inside = labels[box]
+        # confidence only where there is a label (it is only read inside regions): the values are non-zero
+        # exactly where a label is, so the part of the source grid they can reach is bounded tightly
+        packed = (inside.astype(np.uint16) << 8) | (confidence[box] * (inside != 0))
+        del inside
         mapped = grid.nearest_to_source(packed, grid.sub_volume(Volume(labels, model_affine), box).affine, volume)
         del packed
     if mapped is not None:
         packed_source, target = mapped
-        on_source[target] = packed_source >> 8
-        findings = tuple(grid.region_findings_in_box(region_findings, on_source[target],
-                                                     (packed_source & 255).astype(np.uint8),
-                                                     grid.sub_volume(volume, target), m))
+        label_bytes, confidence_bytes = _split_bytes(packed_source)
+        on_source[target] = label_bytes
+        # the part is tight around the labels already, and each label is looked at in its own box
+        findings = tuple(region_findings(on_source[target], confidence_bytes, grid.sub_volume(volume, target), m))
     labelmap = LabelMap.on_grid_of(volume, on_source, _segments(m))
     t["map_back"] = time.perf_counter() - mark
     t["total"] = time.perf_counter() - start
@@ -221,6 +225,14 @@ def _heatmap_result(model: OnnxModel, m: Manifest, volume: Volume, scores: np.nd
     t["total"] = time.perf_counter() - start
     report(Progress(4, 4, "done"))
     return AiResult(None, tuple(findings), m.id, m.version, model.providers, t, m.output.kind, tuple(heatmaps))
+
+
+def _split_bytes(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The high and low bytes of uint16 ``packed`` as uint8 views (no copies, no arithmetic)."""
+    both = packed.view(np.uint8).reshape(packed.shape + (2,))
+    order = packed.dtype.byteorder
+    high = 1 if order == "<" or (order == "=" and sys.byteorder == "little") else 0  # little-endian: low byte first
+    return both[..., high], both[..., 1 - high]
 
 
 def _segments(m: Manifest) -> tuple[Segment, ...]:
