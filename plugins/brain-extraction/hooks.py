@@ -73,7 +73,7 @@ def infer(volume: Volume, context: HookContext) -> Measured:
         starts, lengths = zip(*(grid.runs(p) for p in picks))
         q = quantise(take_read(p_crop, [p[r] for p, r in zip(picks, starts)]))  # brain probability as 0..255
         del p_crop
-        inside = fill_holes(largest_component(q > m.output.threshold * 255.0))
+        inside = largest_filled(q > m.output.threshold * 255.0)
         region = grid.nonzero_box(inside)  # the brain's read voxels (None: no brain above the threshold)
         # where each read voxel's run lies along the model axes (positions in the reoriented volume)
         runs = [(s.start + r, n) for s, r, n in zip(box, starts, lengths)]
@@ -248,6 +248,17 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     regions = shape.GetLabels()
     largest = min(regions, key=lambda r: (-shape.GetNumberOfPixels(r), r))  # a tie: the first, as relabelling
     return (sitk.GetArrayViewFromImage(components) == largest).view(np.uint8)
+
+
+def largest_filled(mask: np.ndarray) -> np.ndarray:
+    """``fill_holes(largest_component(mask))``, labelled only inside the box around the mask: every region
+    lies in it, and a background voxel on its faces touches background outside it, which reaches the array's
+    border -- so the box's faces stand for the border (a third of the voxels fewer on deepbet's crop)."""
+    box = grid.nonzero_box(mask)
+    out = np.zeros(mask.shape, np.uint8)
+    if box is not None:
+        out[box] = fill_holes(largest_component(mask[box]))
+    return out
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:

@@ -112,6 +112,20 @@ def test_blocked_copy_equals_a_plain_copy_in_every_axis_order():
             assert np.all(out[outside] == 7)  # nothing written beside the target
 
 
+def test_largest_region_filled_in_its_box_equals_the_whole_array():
+    h = _hooks()
+    rng = np.random.default_rng(8)
+    for _ in range(8):
+        mask = np.zeros((40, 42, 44), np.uint8)
+        lo = rng.integers(1, 8, 3)
+        hi = lo + rng.integers(20, 30, 3)
+        mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = rng.random(hi - lo) > 0.25  # holes, islands, tunnels
+        mask[rng.integers(0, 40), rng.integers(0, 42), rng.integers(0, 44)] = 1  # a stray voxel
+        want = h.fill_holes(h.largest_component(mask))
+        assert np.array_equal(h.largest_filled(mask), want)
+    assert not h.largest_filled(np.zeros((5, 5, 5), bool)).any()
+
+
 def test_normalisation_equals_the_plain_float_steps():
     h = _hooks()
     rng = np.random.default_rng(6)
