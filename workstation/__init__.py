@@ -1,7 +1,7 @@
 """Open radiology reading and annotation workstation."""
 
-from workstation._pages import keep_small_pages
+from workstation._runtime import configure
 
 __version__ = "0.1.0"
 
-keep_small_pages()  # steady large-array work on Linux (see workstation/_pages.py)
+configure()  # steady numeric work: small pages, one BLAS thread (see workstation/_runtime.py)
