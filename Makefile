@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test setup system venv bench lint clean
+.PHONY: run test setup system venv bytecode bench lint clean
 
 run: setup
 	$(PY) -m workstation gui
@@ -15,13 +15,16 @@ test: setup
 bench: setup
 	$(PY) bench/run_all.py
 
-setup: system venv
+setup: system venv bytecode
 
 system:
 	@bash packaging/bootstrap.sh system
 
 venv:
 	@bash packaging/bootstrap.sh venv
+
+bytecode: venv
+	@bash packaging/bootstrap.sh bytecode
 
 clean:
 	rm -rf .venv
