@@ -175,12 +175,8 @@ def resize_nearest(x: np.ndarray, shape) -> np.ndarray:
     index = [nearest_index(n, o) for n, o in zip(x.shape, shape)]
     order = sorted(range(3), key=lambda a: -abs(x.strides[a]))  # slowest-varying axis first
     gathered = x.transpose(order)
-    if 2 * int(np.prod(shape)) < x.size:
-        gathered = gathered[np.ix_(*[index[a] for a in order])]
-    else:
-        for axis, a in enumerate(order):
-            if not (index[a].size == gathered.shape[axis] and np.array_equal(index[a], np.arange(index[a].size))):
-                gathered = np.take(gathered, index[a], axis=axis)
+    wanted = [index[a] for a in order]
+    gathered = gathered[np.ix_(*wanted)] if 2 * int(np.prod(shape)) < x.size else take_read(gathered, wanted)
     gathered = gathered.transpose(np.argsort(order))
     out = np.empty(gathered.shape, gathered.dtype)
     copy_blocked(out, gathered)

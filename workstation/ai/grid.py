@@ -134,10 +134,15 @@ def normalise(data: np.ndarray, spec: IntensitySpec, out: np.ndarray | None = No
         scale(data, result)
         return result
     # the steps slab by slab (each slab stays in a core's cache), the slabs side by side: numpy lets go of the GIL
-    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max_workers=workers()) as pool:
         list(pool.map(lambda z: scale(data[z:z + _NORMALISE_SLAB], result[z:z + _NORMALISE_SLAB]),
                       range(0, data.shape[0], _NORMALISE_SLAB)))
     return result
+
+
+def workers() -> int:
+    """Threads for the steps that release the GIL (numpy, SimpleITK): the cores, at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def nonzero_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from workstation.ai.grid import nonzero_box
 from workstation.model.finding import Finding, FindingKind, Provenance
 from workstation.model.volume import Volume
 
@@ -34,11 +35,9 @@ def region_on_runs(mask: np.ndarray, values: np.ndarray, runs: Sequence[tuple[np
     if manifest.output.max_findings_per_label == 0:
         return None
     if box is None:
-        hit = [np.flatnonzero(mask.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-        if any(h.size == 0 for h in hit):
+        box = nonzero_box(mask)
+        if box is None:
             return None
-        box = (slice(int(hit[0][0]), int(hit[0][-1]) + 1), slice(int(hit[1][0]), int(hit[1][-1]) + 1),
-               slice(int(hit[2][0]), int(hit[2][-1]) + 1))
     m, v = mask[box], values[box]
     first = [np.asarray(runs[a][0], np.float64)[box[a]] for a in range(3)]
     length = [np.asarray(runs[a][1], np.float64)[box[a]] for a in range(3)]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
-from workstation.ai.grid import nonzero_box
+from workstation.ai.grid import nonzero_box, workers
 from workstation.ai.manifest import Activation, Manifest
 from workstation.model.finding import Finding, FindingKind, Provenance
 from workstation.model.volume import Volume
@@ -76,11 +75,6 @@ def _argmax_into(s: np.ndarray, best: np.ndarray) -> np.ndarray:
     if np.isnan(top).any():  # NaN scores: argmax points at the first NaN, which the comparisons above miss
         best[...] = s.argmax(axis=0)
     return top.astype(np.float32, copy=False)
-
-
-def workers() -> int:
-    """Threads for the post-processing steps that release the GIL (numpy, SimpleITK): the cores, at most 4."""
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def region_findings(labels: np.ndarray, confidence: np.ndarray, volume: Volume, manifest: Manifest) -> list[Finding]:
