@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from tests.shared_data import shared_case
@@ -133,3 +135,54 @@ def test_batched_index_is_completed_from_the_files(tmp_path):
     assert [Path(p).name for p in index.complete_files("1.2.3")[1]] == [f"{s}.dcm" for s in sizes]
     tally.flush()  # recording again changes nothing
     assert index.bytes_used() == sum(sizes.values()) and index.status().instances == 70
+
+
+class _StreamedResponse:
+    """What ``requests`` gives ``stream_series``: a multipart body read in chunks (no raw socket to read)."""
+
+    def __init__(self, message: bytes, boundary: bytes) -> None:
+        self.headers = {"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary.decode()}'}
+        self.raw, self._message = None, message
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def raise_for_status(self) -> None:
+        pass
+
+    def iter_content(self, size: int):
+        return (self._message[i : i + 5000] for i in range(0, len(self._message), 5000))
+
+
+class _Session:
+    def __init__(self, response: _StreamedResponse) -> None:
+        self.response = response
+
+    def get(self, url, **kwargs) -> _StreamedResponse:
+        return self.response
+
+
+def test_streamed_instances_are_named_by_their_file_meta_in_the_order_they_came(tmp_path):
+    """The stream names each instance from its meta group (the MR head in reverse order stays reversed:
+    the loader orders slices); a part without a meta group is named by pydicom, one that is not DICOM is
+    counted, not written."""
+    from workstation.archive._wado import stream_series
+
+    files = sorted((shared_case("mr-head-t1-7t") / "dicom").iterdir())[:5][::-1]
+    bodies = [f.read_bytes() for f in files]
+    bare = DicomBytesIO()  # the dataset alone: no preamble, no meta group
+    bare.is_little_endian, bare.is_implicit_VR = True, True
+    write_dataset(bare, dcmread(BytesIO(bodies[2])))
+    assert meta_sop_uid(bare.getvalue()) == ""
+    parts = [bodies[0], bodies[1], bare.getvalue(), bodies[3], b"not dicom at all" * 20, bodies[4]]
+    index = CacheIndex(tmp_path / "cache")
+    tally = Tally(index.series_cache("1.2", "1.2.3"), None, None, fresh=True)
+    stream_series(_Session(_StreamedResponse(_multipart(parts, b"b0undary"), b"b0undary")), "url", "*", 5.0, tally)
+    expected = [str(dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
+    assert list(tally.arrived) == expected and tally.unnamed == 1
+    written = {p.stem: p.read_bytes() for p in tally.cache.files()}
+    assert set(written) == set(expected)
+    assert written[expected[0]] == bodies[0] and written[expected[2]] == bare.getvalue()

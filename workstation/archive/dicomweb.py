@@ -253,15 +253,20 @@ class DicomWebArchive:
             items = self.client.retrieve_series_metadata(study_uid, series_uid)
         return spatial_order([s for s in map(_spot, items) if s.sop_uid])
 
+    def _instances_in_order(self, study_uid: str, series_uid: str) -> list[str]:
+        return [s.sop_uid for s in self.instance_spots(study_uid, series_uid)]
+
     # -- WADO-RS -------------------------------------------------------------------------------------
     def fetch_series(self, series_instance_uid: str, progress: ProgressFn | None = None,
                      cancel: CancelToken | None = None, study_instance_uid: str | None = None) -> list[Path]:
-        """Retrieve the series into the cache; returns its files in spatial order.
+        """Retrieve the series into the cache; returns its files.
 
-        A fresh retrieval streams the whole series in one response while the slices nearest the middle are
-        fetched one by one; a retrieval that finds part of the series cached (an earlier one was interrupted)
-        fetches only the missing instances, middle first.  Raises ArchiveError subclasses or Cancelled; the
-        cache then holds only complete instances.
+        A fresh retrieval streams the whole series in one response while (on a slow link) the slices nearest
+        the middle are fetched one by one; a retrieval that finds part of the series cached (an earlier one
+        was interrupted) fetches only the missing instances, middle first.  The files come in spatial order
+        when the series' metadata was read (a resumed or slow retrieval), else in the order the archive sent
+        them: the loader orders slices by their own headers.  Raises ArchiveError subclasses or Cancelled;
+        the cache then holds only complete instances.
         """
         if self.cache_index is None:
             raise ArchiveError(f"{self.name}: no cache folder configured to retrieve into")
@@ -278,9 +283,8 @@ class DicomWebArchive:
 
     def _fetch_into_cache(self, study: str, series_instance_uid: str, progress: ProgressFn | None,
                           cancel: CancelToken | None) -> tuple[list[Path], list[str], dict[str, int]]:
-        """(files in spatial order, their SOP UIDs, sizes of the instances this retrieval wrote: those not
-        indexed yet are recorded by :meth:`CacheIndex.finish`, in the transaction that marks the series
-        complete)."""
+        """(files, their SOP UIDs, sizes of the instances this retrieval wrote: those not indexed yet are
+        recorded by :meth:`CacheIndex.finish`, in the transaction that marks the series complete)."""
         cache = self.cache_index.series_cache(study, series_instance_uid)
         cache.remove_parts()
         resuming = bool(cache.files())
@@ -288,28 +292,29 @@ class DicomWebArchive:
         done = False
         try:
             if resuming:
-                spots = self.instance_spots(study, series_instance_uid)
+                sops = self._instances_in_order(study, series_instance_uid)
             else:
-                spots = self._stream_with_prefetch(study, series_instance_uid, tally)
-            if not spots:
+                sops = self._stream_with_prefetch(study, series_instance_uid, tally)
+            if not sops:
                 raise NotFound(f"series {series_instance_uid} has no instances in the {self.name} archive")
-            todo = [s.sop_uid for s in middle_out(spots) if tally.needed(s.sop_uid)]
-            tally.start(len(spots), len(spots) - len(todo) - len(tally.written))
+            unwritten = tally.missing(sops)  # (after a whole stream: none)
+            todo = [sop for sop in middle_out(unwritten) if tally.needed(sop)] if unwritten else []
+            tally.start(len(sops), len(sops) - len(todo) - len(tally.written))
             self._retrieve(tally, study, series_instance_uid, todo)
             done = True
         finally:
             tally.stop.set()
             if not done:
                 tally.flush()  # what was written stays indexed: a later retrieval resumes after it
-            cache.remove_parts()
-        sops = [s.sop_uid for s in spots]
+                cache.remove_parts()  # (after a success every file this retrieval began is in place)
         return cache.paths(sops), sops, tally.sizes()
 
-    def _stream_with_prefetch(self, study: str, series: str, tally: Tally) -> list[InstanceSpot]:
-        """Stream the series in the background; returns its instances in spatial order.
+    def _stream_with_prefetch(self, study: str, series: str, tally: Tally) -> list[str]:
+        """Stream the series in the background; returns its instances' SOP UIDs (in spatial order when the
+        metadata was read, else in the order they came).
 
-        On a fast link that is all: the streamed instances' own headers give the order, and asking the
-        server for the series' metadata as well would only slow it down.  When the stream is still running
+        On a fast link that is all: asking the server for the series' metadata as well would only slow it
+        down.  When the stream is still running
         after ``list_after`` seconds, the metadata is read meanwhile and the slices nearest the middle are
         fetched one by one.  The metadata is also read when the stream failed in a way that single
         instances can make up for, or sent parts without a SOP Instance UID."""
@@ -325,20 +330,20 @@ class DicomWebArchive:
 
         thread = threading.Thread(target=run, name="wado-series", daemon=True)
         thread.start()
-        spots: list[InstanceSpot] | None = None
+        sops: list[str] | None = None
         try:
             deadline = time.monotonic() + self.list_after
             while thread.is_alive() and time.monotonic() < deadline:
                 thread.join(0.02)
                 tally.check()
             if thread.is_alive():
-                spots = self.instance_spots(study, series)
-                tally.start(len(spots), 0)
-                for spot in middle_out(spots)[:_PREFETCH]:
+                sops = self._instances_in_order(study, series)
+                tally.start(len(sops), 0)
+                for sop in middle_out(sops)[:_PREFETCH]:
                     tally.check()
                     if failures or not thread.is_alive():
                         break
-                    self._fetch_instance(tally, study, series, spot.sop_uid)
+                    self._fetch_instance(tally, study, series, sop)
             while thread.is_alive():
                 thread.join(0.05)
                 tally.check()
@@ -348,11 +353,11 @@ class DicomWebArchive:
             thread.join()
         if failures and not _can_fill_in(failures[0]):
             raise failures[0]
-        if spots is None and (failures or tally.unnamed or not tally.spots):
-            spots = self.instance_spots(study, series)
-        if spots is None:
-            spots = spatial_order(list(tally.spots.values()))
-        return spots  # whatever the stream missed is fetched instance by instance
+        if sops is None and (failures or tally.unnamed or not tally.arrived):
+            sops = self._instances_in_order(study, series)
+        if sops is None:
+            sops = list(tally.arrived)
+        return sops  # whatever the stream missed is fetched instance by instance
 
     def _retrieve(self, tally: Tally, study: str, series: str, todo: list[str]) -> None:
         """Fetch single instances, a few at a time, in the given order."""
