@@ -18,7 +18,7 @@ from tests.shared_data import shared_case
 from workstation.archive import cache as cache_mod
 from workstation.archive._dimse_raw import _pdata, encode_command, file_meta, parse_command
 from workstation.archive._dimse_retrieve import spots_of, spots_of_raw
-from workstation.archive._wado import iter_parts, read_parts, spot_of
+from workstation.archive._wado import HEAD, MultipartReader, iter_parts, read_parts, spot_of
 from workstation.archive.cache import CacheIndex
 from workstation.archive.client import ArchiveError
 
@@ -136,23 +136,36 @@ def test_parts_with_a_content_length_are_read_whole(chunk):
         return n
 
     assert list(read_parts(readinto, b"b0undary")) == bodies
-    pos, seen = 0, []
-    for part in read_parts(readinto, b"b0undary", reuse=True):  # each part valid until the next is read
-        seen.append(bytes(part))
-    assert seen == bodies
+    for size in (64, 1000, 1 << 20):  # read buffers smaller and larger than the parts
+        pos, heads, seen = 0, [], []
+        reader = MultipartReader(readinto, b"b0undary", size=size)
+        while (head := reader.next_part()) is not None:
+            heads.append(bytes(head))
+            seen.append(b"".join(bytes(piece) for piece in reader.pieces()))  # each valid until the next
+        assert seen == bodies
+        assert heads == [b[:HEAD] for b in bodies]  # a part's first bytes in one piece, whatever the reads
 
 
-def test_reused_part_buffers_are_the_previous_ones_when_the_parts_fit():
-    bodies = [b"A" * 300, b"B" * 300, b"C" * 120, b"D" * 500, b"", b"E" * 40]
-    message = _multipart(bodies, b"xx", [len(b) for b in bodies])
-    parts = read_parts(_small_reads(message), b"xx", reuse=True)
-    first = next(parts)
-    assert first == bodies[0]
-    assert next(parts) is first and first == bodies[1]  # the same buffer, refilled
-    assert next(parts) is first and first == bodies[2]
-    bigger = next(parts)
-    assert bigger is not first and bigger == bodies[3]
-    assert [bytes(p) for p in parts] == bodies[4:]
+def test_parts_left_unread_are_skipped_and_pieces_come_from_one_buffer():
+    bodies = [b"A" * 300, b"B" * 300, b"C" * 120, b"D" * 5000, b"", b"E" * 40]
+    lengths: list[int | None] = [len(b) for b in bodies]
+    lengths[3] = None
+    message = _multipart(bodies, b"xx", lengths)
+    reader = MultipartReader(_small_reads(message), b"xx", size=1024)
+    assert bytes(reader.next_part()) == bodies[0]
+    assert bytes(reader.next_part()) == bodies[1]  # the first one left unread: skipped
+    pieces = reader.pieces()
+    assert bytes(next(pieces)) == b"B" * 300
+    assert bytes(reader.next_part()) == bodies[2]  # the rest of the second skipped
+    assert bytes(reader.next_part()) == bodies[3]  # no length: up to the delimiter (the buffer grew for it)
+    pieces = list(reader.pieces())
+    assert all(piece.obj is reader._buf for piece in pieces)  # views of the read buffer: no copy per part
+    assert b"".join(bytes(piece) for piece in pieces) == bodies[3]
+    assert reader.read_all() == bytearray()  # (nothing left of the fourth)
+    assert bytes(reader.next_part()) == b"" and reader.read_all() == b""
+    assert reader.read_all() == b""
+    assert bytes(reader.next_part()) == bodies[5]
+    assert reader.next_part() is None and reader.next_part() is None
 
 
 def _small_reads(message: bytes):
@@ -167,6 +180,64 @@ def _small_reads(message: bytes):
         return n
 
     return readinto
+
+
+@pytest.mark.parametrize("framing", ["close", "length", "chunked"])
+def test_a_streamed_body_is_read_as_it_arrives_whatever_its_framing(framing):
+    """The body reader over a real HTTP connection (a local server sending the message in small writes with
+    pauses): ended by the connection's close (Orthanc's), by a Content-Length, or chunked; every part whole,
+    each handed over before the message ends."""
+    import http.server
+    import threading
+    import time
+
+    import requests
+
+    from workstation.archive._wado import _body_reader
+
+    bodies = [bytes([n]) * (3000 + 700 * n) for n in range(6)]
+    message = _multipart(bodies, b"b0undary", [len(b) for b in bodies])
+    pieces = [message[i : i + 1500] for i in range(0, len(message), 1500)]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            self.send_response(200)
+            self.send_header("Content-Type", 'multipart/related; type="application/dicom"; boundary=b0undary')
+            if framing == "close":
+                self.send_header("Connection", "close")
+            elif framing == "length":
+                self.send_header("Content-Length", str(len(message)))
+            else:
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for n, piece in enumerate(pieces):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if framing == "chunked" else piece)
+                self.wfile.flush()
+                if n == len(pieces) // 2:
+                    time.sleep(0.3)  # the rest comes later
+            if framing == "chunked":
+                self.wfile.write(b"0\r\n\r\n")
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with requests.get(f"http://127.0.0.1:{server.server_port}/", stream=True, timeout=5) as response:
+            reader = MultipartReader(_body_reader(response), b"b0undary")
+            seen, times = [], []
+            while reader.next_part() is not None:
+                seen.append(bytes(reader.read_all()))
+                times.append(time.monotonic())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == bodies
+    assert times[-1] - times[0] > 0.2  # the first parts were handed over before the pause ended
 
 
 def test_a_wrong_content_length_or_a_cut_message_is_an_error():

@@ -35,8 +35,8 @@ class _Damaged(Exception):
     """The bytes do not parse as expected (the caller falls back to pydicom)."""
 
 
-def _uid(raw: bytes) -> str:
-    value = raw.rstrip(b"\0 ")
+def _uid(raw: bytes | memoryview) -> str:
+    value = bytes(raw).rstrip(b"\0 ")
     if len(value) > 64 or not _UID.fullmatch(value):
         raise _Damaged
     return value.decode("ascii")
@@ -165,7 +165,7 @@ def _meta(body: bytes) -> tuple[str, str, int]:
     return sop, syntax, pos
 
 
-def meta_sop_uid(body: bytes) -> str:
+def meta_sop_uid(body: bytes | memoryview) -> str:
     """The Media Storage SOP Instance UID of a Part 10 file; "" when its meta group is missing or odd."""
     try:
         return _meta(body)[0]

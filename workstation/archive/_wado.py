@@ -1,9 +1,9 @@
 """WADO-RS series retrieval: one streamed multipart response for the bulk, single instances for the middle.
 
 A background thread streams the whole series as one ``multipart/related`` response (the fastest transfer
-a server offers: one request, no per-instance round trips), writing each part to the cache as soon as its
-last byte has arrived, named by the SOP Instance UID of its file meta group.  When the stream is slow (a remote
-archive) the caller meanwhile reads the series' metadata and fetches the few instances nearest the middle
+a server offers: one request, no per-instance round trips), writing each part to its cache file as its
+bytes arrive (in place once whole), named by the SOP Instance UID of its file meta group.  When the stream
+is slow (a remote archive) the caller meanwhile reads the series' metadata and fetches the few instances nearest the middle
 one by one, so a useful image is on disk long before the stream reaches the middle.  Both sides skip
 instances already cached, so nothing is written twice and an interrupted retrieval resumes.
 """
@@ -26,7 +26,8 @@ from workstation.archive.client import ArchiveError, CancelToken, Progress, Prog
 from workstation.model.tasks import Cancelled
 
 CHUNK = 1 << 20
-_HEAD_READ = 1 << 12  # bytes read to find a part's headers (the rest of the part goes straight to its buffer)
+READ_SIZE = 1 << 20  # bytes asked of the connection per read (it answers with what has arrived, up to that)
+HEAD = 1 << 14  # bytes of a part's start handed over in one piece (a file meta group is far shorter)
 _INDEX_BATCH = 64  # instances per cache-index transaction, at most one transaction per _INDEX_INTERVAL
 _INDEX_INTERVAL = 1.0  # seconds: a retrieval done sooner is indexed once, when it completes
 _HEAD_WALK = 1 << 14
@@ -68,90 +69,159 @@ def _chunk_reader(chunks: Iterator[bytes]) -> Callable[[memoryview], int]:
     return readinto
 
 
-def read_parts(readinto: Callable[[memoryview], int], boundary: bytes, reuse: bool = False) -> Iterator[bytearray]:
-    """The bodies of a multipart message read with ``readinto``, each yielded as soon as it is complete.
+def read_parts(readinto: Callable[[memoryview], int], boundary: bytes) -> Iterator[bytearray]:
+    """The bodies of a multipart message read with ``readinto``, each yielded whole as soon as it is complete
+    (a consumer that writes parts away reads them piece by piece instead: :class:`MultipartReader`)."""
+    reader = MultipartReader(readinto, boundary)
+    while reader.next_part() is not None:
+        yield reader.read_all()
 
-    A part that announces its ``Content-Length`` (Orthanc's, dcm4chee's do) is read straight into a buffer
-    of its size: one copy from the socket, no search through its bytes.  Without it the body ends at the
-    next delimiter, searched for in the newly arrived bytes only; consumed bytes are dropped once per read,
-    so each byte is copied about twice whatever the sizes of parts and reads.
 
-    ``reuse``: such a part may be read into the buffer that held the previous one (no new zero-filled
-    buffer per part, the instances of a series being mostly of one size), so a part is valid only until
-    the next is asked for: for a consumer that writes each part away at once."""
-    marker = b"--" + boundary
-    delimiter = b"\r\n" + marker
-    buf = bytearray()
-    pos = 0  # start of the bytes not consumed yet
-    scratch = bytearray(_HEAD_READ)
-    spare: bytearray | None = None  # the previous part's buffer, when reused
+class MultipartReader:
+    """The parts of a ``multipart/related`` message, read from ``readinto`` in large reads and handed over as
+    pieces of the one read buffer: a part's bytes are copied once, from the connection into the buffer, and
+    go from there to their file (no buffer per part, no read per part header).
 
-    def more(size: int) -> bool:
-        nonlocal buf, pos
-        if pos:
-            del buf[:pos]
-            pos = 0
-        if len(scratch) < size:
-            scratch.extend(bytes(size - len(scratch)))
-        n = readinto(memoryview(scratch)[:size])
-        buf += memoryview(scratch)[:n]
-        return n > 0
+    :meth:`next_part` moves to the next part and gives its first bytes (up to :data:`HEAD`, in one piece: its
+    file meta group lies there); :meth:`pieces` then gives the part's body from its start, each piece valid
+    until the next is asked for; what a consumer leaves unread is skipped.  A part that announces its
+    ``Content-Length`` (Orthanc's, dcm4chee's do) is taken by its length, checked against the delimiter that
+    must follow it; one that does not ends at the next delimiter, searched for in the newly read bytes only.
 
-    while True:
-        start = buf.find(marker, pos)
-        while start < 0 or len(buf) < start + len(marker) + 2:
-            if not more(_HEAD_READ):
-                return  # no closing delimiter: the message ends after a complete part
-            start = buf.find(marker, pos)
-        if buf[start + len(marker) : start + len(marker) + 2] == b"--":
-            return  # the closing delimiter
-        head_end = buf.find(b"\r\n\r\n", start)
+    Measured on the MR head (384 instances of 212 KB) from Orthanc on loopback, against a read per part
+    header and one straight into a buffer per part: the client's CPU per retrieval 67.5 -> 51 ms (user
+    18.5 -> 14, system 49 -> 37: fewer, larger reads of the socket), which on a fast link is its pace."""
+
+    def __init__(self, readinto: Callable[[memoryview], int], boundary: bytes, size: int = READ_SIZE) -> None:
+        self._readinto = readinto
+        self._marker = b"--" + boundary
+        self._delimiter = b"\r\n" + self._marker
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._lo = self._hi = 0  # the bytes read and not consumed: buf[lo:hi]
+        self._left: int | None = None  # bytes of the current part's body not consumed (None: ends at a delimiter)
+        self._in_part = False
+        self._done = False
+
+    def _more(self, need: int) -> bool:
+        """At least ``need`` bytes unconsumed (moved to the buffer's start, or into a larger buffer, when the
+        room after them is too small); False when the message ended first."""
+        while self._hi - self._lo < need:
+            if len(self._buf) - self._lo < need or self._hi == len(self._buf):
+                size = self._hi - self._lo
+                if need > len(self._buf):  # a part header longer than the buffer (never seen): a larger one
+                    bigger = bytearray(max(need, 2 * len(self._buf)))
+                    bigger[:size] = self._view[self._lo : self._hi]
+                    self._buf, self._view = bigger, memoryview(bigger)
+                else:
+                    self._view[:size] = self._view[self._lo : self._hi]
+                self._lo, self._hi = 0, size
+            n = self._readinto(self._view[self._hi :])
+            if not n:
+                return False
+            self._hi += n
+        return True
+
+    def next_part(self) -> memoryview | None:
+        """Skip what is left of the current part; the next part's first bytes (up to :data:`HEAD`, fewer when
+        the part is shorter), or None after the closing delimiter (or a message that ends without one after
+        a complete part)."""
+        if self._in_part:
+            for _ in self.pieces():
+                pass
+        if self._done:
+            return None
+        buf, marker = self._buf, self._marker
+        while True:
+            start = buf.find(marker, self._lo, self._hi)
+            if start >= 0 and self._hi - start >= len(marker) + 2:
+                break
+            if start >= 0:
+                self._lo = start
+            else:  # (a preamble: dropped, but for what may be the start of a marker)
+                self._lo = max(self._lo, self._hi - len(marker) - 1)
+            if not self._more(self._hi - self._lo + 1):
+                self._done = True
+                return None
+            buf = self._buf
+        after = start + len(marker)
+        if buf[after : after + 2] == b"--":
+            self._done = True
+            return None
+        self._lo = start
+        head_end = buf.find(b"\r\n\r\n", start, self._hi)
         while head_end < 0:
-            if not more(_HEAD_READ):
+            if not self._more(self._hi - self._lo + 1):
                 raise ArchiveError("the archive's multipart message ended in the middle of an instance")
-            start = buf.find(marker, pos)
-            head_end = buf.find(b"\r\n\r\n", start)
-        length = _content_length(bytes(buf[start:head_end]))
-        body = head_end + 4
-        if length is not None:
-            if spare is not None and len(spare) >= length:
-                del spare[length:]  # kept allocated unless much smaller
-                part = spare
-            else:
-                part = bytearray(length)
-            view = memoryview(part)
-            have = min(length, len(buf) - body)
-            view[:have] = memoryview(buf)[body : body + have]
-            pos = body + have
-            while have < length:
-                n = readinto(view[have:])
-                if not n:
-                    raise ArchiveError("the archive's multipart message ended in the middle of an instance")
-                have += n
-            while len(buf) - pos < len(delimiter):
-                if not more(_HEAD_READ):
-                    raise ArchiveError("the archive's multipart message ended in the middle of an instance")
-            if buf[pos : pos + len(delimiter)] != delimiter:
+            buf = self._buf
+            head_end = buf.find(b"\r\n\r\n", self._lo, self._hi)
+        self._left = _content_length(bytes(buf[self._lo : head_end]))
+        self._lo = head_end + 4
+        self._in_part = True
+        want = HEAD if self._left is None else min(HEAD, self._left)
+        self._more(want)  # (fewer at the message's end: the pieces tell whether the part is whole)
+        end = min(self._hi, self._lo + want)
+        if self._left is None:
+            found = self._buf.find(self._delimiter, self._lo, end)
+            end = found if found >= 0 else end
+        return self._view[self._lo : end]
+
+    def pieces(self) -> Iterator[memoryview]:
+        """The current part's body not consumed yet, from its start, as pieces of the read buffer (each valid
+        until the next is asked for)."""
+        if not self._in_part:
+            return
+        delimiter = self._delimiter
+        if self._left is not None:
+            while self._left:
+                if self._lo == self._hi:  # all consumed: the next read fills the whole buffer
+                    self._lo = self._hi = 0
+                    n = self._readinto(self._view)
+                    if not n:
+                        raise ArchiveError("the archive's multipart message ended in the middle of an instance")
+                    self._hi = n
+                take = min(self._left, self._hi - self._lo)
+                piece = self._view[self._lo : self._lo + take]
+                self._lo += take
+                self._left -= take
+                yield piece
+            if not self._more(len(delimiter)):
+                raise ArchiveError("the archive's multipart message ended in the middle of an instance")
+            if self._buf[self._lo : self._lo + len(delimiter)] != delimiter:
                 raise ArchiveError("the archive sent a damaged multipart message (a part longer than its "
                                    "Content-Length)")
-            pos += 2  # keep "--boundary..." for the next round
-            view.release()  # (a buffer exported to a memoryview cannot be resized when reused)
-            yield part
-            if reuse:
-                spare = part
-            continue
-        scan = body
-        end = buf.find(delimiter, scan)
-        while end < 0:
-            scan = max(body, len(buf) - len(delimiter))
-            shift = pos
-            if not more(CHUNK):
-                raise ArchiveError("the archive's multipart message ended in the middle of an instance")
-            body, scan = body - shift, scan - shift
-            end = buf.find(delimiter, scan)
-        part = bytearray(memoryview(buf)[body:end])
-        pos = end + 2
-        yield part
+        else:
+            while True:
+                found = self._buf.find(delimiter, self._lo, self._hi)
+                if found >= 0:
+                    if found > self._lo:
+                        piece = self._view[self._lo : found]
+                        self._lo = found
+                        yield piece
+                    break
+                safe = self._hi - len(delimiter) + 1  # what follows may begin the delimiter
+                if safe > self._lo:
+                    piece = self._view[self._lo : safe]
+                    self._lo = safe
+                    yield piece
+                if not self._more(self._hi - self._lo + 1):
+                    raise ArchiveError("the archive's multipart message ended in the middle of an instance")
+        self._lo += 2  # "--boundary" stays for next_part
+        self._in_part = False
+
+    def read_all(self) -> bytearray:
+        """The current part's body not consumed yet, whole, in a buffer of its own."""
+        if self._left is not None:
+            out = bytearray(self._left)
+            pos = 0
+            for piece in self.pieces():
+                out[pos : pos + len(piece)] = piece
+                pos += len(piece)
+            return out
+        out = bytearray()
+        for piece in self.pieces():
+            out += piece
+        return out
 
 
 def _content_length(head: bytes) -> int | None:
@@ -240,7 +310,12 @@ class Tally:
         return self.fresh or not self.cache.has(sop)
 
     def write(self, sop: str, body: bytes) -> None:
-        """Put one instance into the cache (atomically) unless it is there already; report progress.
+        """:meth:`write_pieces` of an instance in one piece."""
+        self.write_pieces(sop, (body,))
+
+    def write_pieces(self, sop: str, pieces: Iterable[bytes | memoryview]) -> None:
+        """Put one instance, given in pieces, into the cache (atomically) unless it is there already (the
+        pieces are then not asked for); report progress.
 
         The cache index learns of written instances in batches (:meth:`flush`): one SQLite transaction per
         batch (of at least ``_INDEX_BATCH`` instances, at most one a ``index_interval``) instead of one per
@@ -251,7 +326,8 @@ class Tally:
             return
         out = self.cache.open_instance(sop)
         try:
-            out.write(body)
+            for piece in pieces:
+                out.write(piece)
         except BaseException:
             out.discard()
             raise
@@ -304,19 +380,40 @@ class Tally:
 
 
 def _body_reader(response: requests.Response) -> Callable[[memoryview], int]:
-    """``readinto`` over the body of a streamed response: straight from the connection (http.client, which
-    also undoes a chunked transfer encoding) unless the body is content-encoded, then through requests.
+    """``readinto`` over the body of a streamed response, answering with what has arrived (at least a byte,
+    at most what is asked; 0 at its end): from the connection's buffered reader, one read of the socket a
+    call, for a plain body; through http.client for a chunked one (which it undoes); through requests for a
+    content-encoded one.
 
     Failures come out as requests' exceptions, for :func:`~workstation.archive._http_errors.http_errors`."""
     raw = response.raw
-    fp = getattr(raw, "_fp", None)
+    fp = getattr(raw, "_fp", None)  # http.client's response, under urllib3's
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if fp is None or not hasattr(fp, "readinto") or encoding not in ("", "identity"):
         return _chunk_reader(response.iter_content(CHUNK))
+    buffered = getattr(fp, "fp", None)
+    if getattr(fp, "chunked", True) or not hasattr(buffered, "readinto1"):
+
+        def read(view: memoryview) -> int:
+            data = fp.read1(len(view))  # (http.client undoes the chunking; a copy, on this rarer path)
+            view[: len(data)] = data
+            return len(data)
+    else:
+        left = getattr(fp, "length", None)  # None: the body ends when the archive closes the connection
+
+        def read(view: memoryview) -> int:
+            nonlocal left
+            if left is None:
+                return buffered.readinto1(view)
+            if left <= 0:
+                return 0
+            n = buffered.readinto1(view[:left])
+            left -= n
+            return n
 
     def readinto(view: memoryview) -> int:
         try:
-            return fp.readinto(view)
+            return read(view)
         except TimeoutError as exc:
             raise requests.exceptions.ReadTimeout(exc) from exc
         except (OSError, http.client.HTTPException) as exc:
@@ -346,10 +443,17 @@ def stream_series(session: requests.Session, url: str, accept: str, timeout: flo
             raise ArchiveError(f"the archive answered a series retrieval with {response.headers.get('Content-Type')!r}"
                                ", not a multipart message")
         arrived = tally.arrived
-        for body in read_parts(_body_reader(response), boundary, reuse=True):  # each written away at once
+        reader = MultipartReader(_body_reader(response), boundary)
+        while (head := reader.next_part()) is not None:
             if tally.stop.is_set():
                 return
-            sop = meta_sop_uid(body) or spot_of(body).sop_uid
+            sop = meta_sop_uid(head)
+            if sop:
+                arrived[sop] = None
+                tally.write_pieces(sop, reader.pieces())  # from the read buffer to the file
+                continue
+            body = reader.read_all()  # no meta group: named by pydicom, from the whole part
+            sop = spot_of(body).sop_uid
             if sop:
                 arrived[sop] = None
                 tally.write(sop, body)
