@@ -40,15 +40,19 @@ def test_worker_thread_sends_to_the_archive_and_reports_errors(tmp_path):
         assert _wait(lambda: {i.sop_instance_uid: i.status for i in service.items()}[good.sop_instance_uid]
                      is ItemStatus.SENT)
         assert local.find_studies() and passes
-        assert _wait(lambda: service.items()[1].attempts == 1)
-        waiting = [i for i in service.items() if i.sop_instance_uid == bad.sop_instance_uid][0]
+
+        def bad_item():
+            return next(i for i in service.items() if i.sop_instance_uid == bad.sop_instance_uid)
+
+        # (its attempt is counted as it is taken up, while SENDING: wait for the refusal to be recorded)
+        assert _wait(lambda: bad_item().attempts == 1 and bad_item().status is not ItemStatus.SENDING)
+        waiting = bad_item()
         assert waiting.status is ItemStatus.QUEUED and "no archive named 'Nowhere'" in waiting.last_error
         assert waiting.next_attempt_at > time.time() + 30  # backoff: not tried again by itself soon
         assert service.retry_now() == 1
-        assert _wait(lambda: [i for i in service.items() if i.sop_instance_uid == bad.sop_instance_uid][0].status
-                     is ItemStatus.FAILED)  # second refusal = max_attempts
+        assert _wait(lambda: bad_item().status is ItemStatus.FAILED)  # second refusal = max_attempts
         assert service.retry_now() == 1  # failed -> queued again, attempts from zero
-        assert _wait(lambda: service.counts()["failed"] == 0 and service.items()[1].attempts >= 1)
+        assert _wait(lambda: service.counts()["failed"] == 0 and bad_item().attempts >= 1)
     finally:
         service.close()
     assert not service.running
