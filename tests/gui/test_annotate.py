@@ -172,6 +172,34 @@ def test_autosave_restore_on_reopen_and_failure_message(annotating, tmp_path, qt
     assert ctl.doc.labels[k, 300, 260] == 1
 
 
+def test_starting_again_offers_the_autosaved_work_and_begins_nothing_until_it_is_decided(annotating):
+    """"Start annotating" on a series with autosaved work offers it and begins no fresh annotation (one
+    edited beside the offer autosaved over it); Discard deletes it and starts afresh, Restore takes it up."""
+    window, vp, ctl = annotating
+    ctl.set_tool(Tool.BRUSH)
+    k = vp.view.slice_index()
+    drag(vp, [qpoint(vp, (k, 250, 250)), qpoint(vp, (k, 250, 270))])
+    work = ctl.doc.labels.copy()
+    ctl.autosaver.flush()
+    saved = ctl.store.path_for(ctl.doc.study_uid, ctl.doc.series_uid, ctl.doc.annotator)
+    on_disk = saved.read_bytes()
+    ctl.stop()
+    for _ in range(2):
+        QTest.mouseClick(ctl.panel.start_button, LEFT)
+        assert ctl.doc is None and ctl.panel.restore_bar.isVisibleTo(ctl.panel)
+        assert "restore it, or discard it" in ctl.panel.status.text()
+        drag(vp, [qpoint(vp, (k, 300, 250)), qpoint(vp, (k, 300, 270))])  # no annotation: the brush is off
+        assert saved.read_bytes() == on_disk
+    QTest.mouseClick(ctl.panel.restore_button, LEFT)
+    assert np.array_equal(ctl.doc.labels, work) and not ctl.panel.restore_bar.isVisibleTo(ctl.panel)
+    ctl.stop()
+    QTest.mouseClick(ctl.panel.start_button, LEFT)
+    assert ctl.doc is None and ctl.panel.restore_bar.isVisibleTo(ctl.panel)
+    QTest.mouseClick(ctl.panel.discard_button, LEFT)
+    assert not saved.exists() and not ctl.panel.restore_bar.isVisibleTo(ctl.panel)
+    assert ctl.doc is not None and not ctl.doc.labels.any()  # afresh
+
+
 def _sent(window, n: int):
     """The sync service's items once ``n`` of them reached the archive."""
     from workstation.sync.outbox import ItemStatus

@@ -95,6 +95,44 @@ def test_third_party_seg_opens_for_editing_and_saves_into_the_users_own_set(dcmq
     assert int(np.count_nonzero(back.labels)) == painted
 
 
+def test_unsaved_work_comes_before_opening_a_set_for_editing_and_a_saved_revision_is_not_offered(dcmqi, qtbot):
+    """Opening a set for editing would autosave over this annotator's unsaved work on the series: refused
+    while it is open and unsaved, offered when only its autosave is there; once saved as a revision it is no
+    longer offered as unsaved work."""
+    window, vp, ctl, folder = dcmqi
+    box = ctl.panel.sets_box
+    assert ctl.start() is not None
+    ctl.set_tool(Tool.BRUSH)
+    k = vp.view.slice_index()
+    drag(vp, [qpoint(vp, (k, 250, 250)), qpoint(vp, (k, 250, 270))])
+    mine = ctl.doc
+    ctl.autosaver.flush()
+    autosaved = ctl.store.path_for(mine.study_uid, mine.series_uid, mine.annotator)
+    on_disk = autosaved.read_bytes()
+    QTest.mouseClick(box.refresh_button, LEFT)
+    box.list.setCurrentRow(_listed(ctl)["Liver Segmentation"])
+    QTest.mouseClick(box.edit_button, LEFT)
+    assert ctl.doc is mine and "unsaved work on this series" in ctl.panel.status.text()
+    ctl.stop()  # (its autosave stays: unsaved work)
+    QTest.mouseClick(box.edit_button, LEFT)
+    assert ctl.doc is None and ctl.panel.restore_bar.isVisibleTo(ctl.panel)  # offered instead
+    assert autosaved.read_bytes() == on_disk
+    QTest.mouseClick(ctl.panel.restore_button, LEFT)
+    assert ctl.doc is not None and np.array_equal(ctl.doc.labels, mine.labels)
+    for w in ctl.panel.attribute_widgets.values():
+        w.setCurrentIndex(w.count() - 1)
+    QTest.mouseClick(ctl.panel.save_button, LEFT)
+    assert "Saved revision 1" in ctl.panel.status.text(), ctl.panel.status.text()
+    assert not autosaved.exists()  # saved: not unsaved work any more
+    qtbot.waitUntil(_sent(window, 2), timeout=30000)
+    ctl.stop()
+    assert ctl.start() is not None and not ctl.doc.labels.any()  # no offer: a fresh annotation
+    QTest.mouseClick(box.refresh_button, LEFT)
+    box.list.setCurrentRow(_listed(ctl)["Liver Segmentation"])
+    QTest.mouseClick(box.edit_button, LEFT)
+    assert ctl.doc is not None and ctl.doc.labels.any() and "for editing" in ctl.panel.status.text()
+
+
 def test_overlapping_segments_open_as_separate_layers(dcmqi):
     window, vp, ctl, folder = dcmqi
     box = ctl.panel.sets_box

@@ -267,6 +267,20 @@ class Autosaver:
             self._first = None
         return self.save_now()
 
+    def forget_saved(self, revision: int) -> bool:
+        """The work was saved elsewhere (a DICOM revision) as it was at ``revision``: its autosave is no
+        longer unsaved work, so it is removed, unless the work changed since (then it stays, and is written
+        as usual).  True when removed."""
+        with self._save_lock:
+            if self.doc.revision != revision:
+                return False
+            try:
+                self.store.discard(self.doc.study_uid, self.doc.series_uid, self.doc.annotator)
+            except OSError:
+                return False
+            self.saved_revision = revision
+            return True
+
     def close(self) -> None:
         """Save what is pending, then stop the thread."""
         with self._cond:

@@ -48,6 +48,7 @@ class AnnotationController(QObject):
         self.schema: LabelSchema | None = None  # what the panel shows: the schema + an opened set's segments
         self.base_schema: LabelSchema | None = None  # the label schema chosen
         self.pending: Snapshot | None = None  # autosaved work found for the series, not yet restored
+        self._start_after_discard = False  # the offer came from "Start annotating": a discard starts afresh
         self.overlays: dict[int, AnnotationOverlay] = {}
         self._bridge = _Bridge(self)
         self._bridge.saved.connect(self._on_autosaved)
@@ -159,7 +160,11 @@ class AnnotationController(QObject):
 
     # -- starting, restoring ----------------------------------------------------------------------------------
     def start(self) -> Annotation | None:
-        """Begin annotating the series in the active view (offering autosaved work for it, if any)."""
+        """Begin annotating the series in the active view.
+
+        When autosaved work of this annotator on this series is there, nothing begins: it is offered
+        (Restore / Discard), and a fresh annotation starts only once it is discarded.  (A fresh annotation
+        edited beside the offer would have autosaved over it.)"""
         vp = self.window.viewer.active_slice_viewport()
         volume = None if vp is None else vp.volume
         if volume is None or self.schema is None:
@@ -169,27 +174,36 @@ class AnnotationController(QObject):
         if not annotator:
             self.status("Annotate: enter your name first (annotations are kept per annotator)")
             return None
-        self.stop()
-        if self.schema is not self.base_schema:  # an opened set's extra segments do not carry over
-            self.schema = self.base_schema
-            self.panel.show_schema(self.schema)
-        self.sets.opened = None
         info = volume.info
+        series_uid = info.series_instance_uid or "unknown"
+        try:
+            found = self.store.load(info.study_instance_uid, series_uid, annotator)
+        except AutosaveError as exc:  # unreadable: said, and a fresh annotation starts
+            found = None
+            self.status(str(exc))
+        if found is not None:
+            self._offer(found)
+            self._start_after_discard = True
+            self.show()
+            self.status("Unsaved work of yours on this series was found: restore it, or discard it to start afresh")
+            return None
+        self.stop()
+        self._reset_schema()
         segments = self.schema.model_segments()
         dtype = np.uint8 if max(s.number for s in segments) < 256 else np.uint16
         doc = Annotation(np.zeros(volume.shape, dtype), volume.affine.copy(), segments,
-                         study_uid=info.study_instance_uid, series_uid=info.series_instance_uid or "unknown",
+                         study_uid=info.study_instance_uid, series_uid=series_uid,
                          annotator=annotator, frame_of_reference_uid=info.frame_of_reference_uid,
                          schema=self.schema.name)
         self._begin(doc, volume)
-        try:
-            self.pending = self.store.load(doc.study_uid, doc.series_uid, annotator)
-        except AutosaveError as exc:
-            self.pending = None
-            self.status(str(exc))
-        if self.pending is not None:
-            self._offer(self.pending)
         return doc
+
+    def _reset_schema(self) -> None:
+        """Back to the chosen label schema (an opened set's extra segments do not carry over)."""
+        if self.schema is not self.base_schema:
+            self.schema = self.base_schema
+            self.panel.show_schema(self.schema)
+        self.sets.opened = None
 
     def _begin(self, doc: Annotation, volume: Volume) -> None:
         self.doc, self.volume = doc, volume
@@ -208,46 +222,102 @@ class AnnotationController(QObject):
         self.show()
         self.status(f"Annotating {volume.info.series_description or doc.series_uid} as {doc.annotator}")
 
-    def show_opened(self, doc: Annotation, volume: Volume, schema: LabelSchema, *, editable: bool) -> None:
-        """Show an annotation read from a stored set: editable (tools, autosave) or read-only (drawn only)."""
+    def revision_saved(self, doc: Annotation, revision: int) -> None:
+        """``doc`` was saved as a DICOM revision as it was at ``revision``: its autosave is not offered as
+        unsaved work any more (unless it changed since)."""
+        if doc is self.doc and self.autosaver is not None:
+            self.autosaver.forget_saved(revision)
+
+    def show_opened(self, doc: Annotation, volume: Volume, schema: LabelSchema, *, editable: bool) -> bool:
+        """Show an annotation read from a stored set: editable (tools, autosave) or read-only (drawn only).
+
+        Not for editing while this annotator has unsaved work on the series (its autosave would be written
+        over): that work is offered instead (False)."""
+        if editable and self._unsaved_work_of(doc):
+            return False
         self.stop()
         self.schema = schema
         self.panel.show_schema(schema)
         if editable:
             self._begin(doc, volume)
             self._on_changed(None)
-            return
+            return True
         self.doc, self.volume = doc, volume
         for vp in self.slice_viewports():
             self._show_on(vp)
         self.show()
+        return True
+
+    def _unsaved_work_of(self, doc: Annotation) -> bool:
+        """Whether this annotator has unsaved work on ``doc``'s series (said, and offered when autosaved)."""
+        key = (doc.study_uid, doc.series_uid, doc.annotator)
+        current = self.doc is not None and self.autosaver is not None and (
+            self.doc.study_uid, self.doc.series_uid, self.doc.annotator) == key
+        if current:
+            if self.autosaver.dirty or self.store.path_for(*key).is_file():
+                self.status("You have unsaved work on this series: save it as a revision first, then open the "
+                            "set for editing")
+                return True
+            return False
+        try:
+            found = self.store.load(*key)
+        except AutosaveError as exc:
+            self.status(str(exc))
+            return True
+        if found is None:
+            return False
+        self._offer(found)
+        self.show()
+        self.status("Unsaved work of yours on this series was found: restore it (and save it), or discard it, "
+                    "before opening a set for editing")
+        return True
 
     def restore_pending(self) -> None:
-        """Take up the autosaved work offered (starting the annotation of its series if needed)."""
+        """Take up the autosaved work offered, on a view showing its series."""
         snap = self.pending
-        if snap is not None and (self.doc is None or self.doc.series_uid != snap.series_uid):
-            self.start()  # on the active view's series; offers the same autosave
-            snap = self.pending if self.pending is not None and self.pending.series_uid == snap.series_uid else None
-        self.pending = None
-        self.panel.restore_bar.hide()
-        if snap is None or self.volume is None:
+        if snap is None:
+            self.panel.restore_bar.hide()
             return
-        volume = self.volume
+        volume = self._volume_of(snap.series_uid)
+        if volume is None:
+            self.status("Open the series of the autosaved work to restore it")
+            return
+        self.pending, self._start_after_discard = None, False
+        self.panel.restore_bar.hide()
         doc = restore(snap)
         if tuple(doc.labels.shape) != volume.shape:
-            self.status("The autosaved work is on another grid than this series: not restored")
+            self.status("The autosaved work is on another grid than this series: not restored (its file is kept)")
             return
         self.stop()
+        self._reset_schema()
         self._begin(doc, volume)
         self.autosaver.saved_revision = doc.revision  # it is on disk already
         self._on_changed(None)
         self.status(f"Restored autosaved work ({int(np.count_nonzero(doc.labels))} labelled voxels)")
 
     def discard_pending(self) -> None:
-        if self.pending is not None and self.doc is not None:
-            self.store.discard(self.doc.study_uid, self.doc.series_uid, self.doc.annotator)
-        self.pending = None
+        """Delete the autosaved work offered; after "Start annotating", a fresh annotation then begins."""
+        snap, start = self.pending, self._start_after_discard
+        self.pending, self._start_after_discard = None, False
         self.panel.restore_bar.hide()
+        if snap is None:
+            return
+        if self.doc is not None and (self.doc.study_uid, self.doc.series_uid, self.doc.annotator) == (
+                snap.study_uid, snap.series_uid, snap.annotator):
+            return  # (the file is the open annotation's own autosave now)
+        self.store.discard(snap.study_uid, snap.series_uid, snap.annotator)
+        if start:
+            self.start()
+
+    def _volume_of(self, series_uid: str) -> Volume | None:
+        """The volume of the series in the active view, else in any view."""
+        active = self.window.viewer.active_slice_viewport()
+        views = ([active] if active is not None else []) + list(self.slice_viewports())
+        for vp in views:
+            vol = vp.volume
+            if vol is not None and (vol.info.series_instance_uid or "unknown") == series_uid:
+                return vol
+        return None
 
     def stop(self) -> None:
         """End the current annotation (its autosave is written first); the views go back to W/L."""
@@ -303,6 +373,7 @@ class AnnotationController(QObject):
 
     def _offer(self, snap: Snapshot) -> None:
         self.pending = snap
+        self._start_after_discard = False
         when = dt.datetime.fromtimestamp(snap.saved_at).strftime("%Y-%m-%d %H:%M:%S")
         self.panel.restore_text.setText(f"Unsaved annotation of this series by {snap.annotator} from {when} "
                                         "was found.")

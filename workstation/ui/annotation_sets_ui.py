@@ -189,7 +189,8 @@ class AnnotationSetsFlow:
         except (AnnotationSetError, ValueError) as exc:
             ctl.status(f"Annotation set not opened: {exc}")
             return
-        ctl.show_opened(doc, volume, _extended_schema(base, doc.segments), editable=editable)
+        if not ctl.show_opened(doc, volume, _extended_schema(base, doc.segments), editable=editable):
+            return  # (unsaved work of this annotator on the series comes first: said)
         self.opened = loaded if editable else None
         note = ""
         if layers > 1:
@@ -231,6 +232,8 @@ class AnnotationSetsFlow:
         measurements = tuple(self.opened.measurements) if self.opened is not None else ()
         outbox_dir = self.ctl.home / "outbox"
 
+        revision = doc.revision  # what is saved (the autosave of it is then no longer unsaved work)
+
         def work(progress, cancel):
             from workstation.dicom.seg import read_source_headers
             from workstation.labels.annotation_save import save_annotation
@@ -250,10 +253,12 @@ class AnnotationSetsFlow:
                         outbox.enqueue(path, target)
             return saved, target
 
-        return self.window.runner.submit("save annotation", work, on_done=lambda r: self._saved(*r),
+        return self.window.runner.submit("save annotation", work, on_done=lambda r: self._saved(*r, doc, revision),
                                          on_failed=lambda msg: self.ctl.status(f"Annotation not saved: {msg}"))
 
-    def _saved(self, saved, target: str) -> None:
+    def _saved(self, saved, target: str, doc=None, revision: int | None = None) -> None:
+        if doc is not None and revision is not None:
+            self.ctl.revision_saved(doc, revision)
         names = " + ".join(k for k, p in (("SEG", saved.seg_path), ("SR", saved.sr_path)) if p is not None)
         self.ctl.status(f"Saved revision {saved.revision} of {saved.set_name} ({names}); "
                         f"sending to {target} (see the Sync panel)")
