@@ -152,8 +152,15 @@ class Volume:
             return self.info.default_window
         return self.percentile_window()
 
-    def percentile_window(self, low_pct: float = 0.5, high_pct: float = 99.5) -> Window:
-        v = self.voxels[:: max(1, self.voxels.shape[0] // 32), ::2, ::2]
+    def slice_window(self, k: int) -> Window:
+        """:meth:`auto_window` from slice ``k`` alone (for a volume still loading, whose slice ``k`` is decoded)."""
+        if self.info.default_window is not None:
+            return self.info.default_window
+        return self.percentile_window(slices=slice(k, k + 1))
+
+    def percentile_window(self, low_pct: float = 0.5, high_pct: float = 99.5, slices: slice | None = None) -> Window:
+        v = self.voxels[slices if slices is not None else slice(None, None, max(1, self.voxels.shape[0] // 32)),
+                        ::2, ::2]
         pad = self.info.padding_value
         if pad is not None:
             v = v[v > pad]

@@ -70,6 +70,10 @@ class SliceViewport(QWidget):
         self.cine_fps = 10
         self.cine.timeout.connect(self._cine_step)
         self.last_cursor: str = ""
+        # the window is the volume's own (not set by the user): a volume still loading gets it from its
+        # first decoded slice, and the whole volume, once loaded, from all of them
+        self._auto_window = True
+        self._window_from_slice = False
         self.setFocusProxy(self.canvas)
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)  # the active-view border (QSS)
 
@@ -95,8 +99,12 @@ class SliceViewport(QWidget):
         return self.view.volume
 
     def set_volume(self, volume: Volume, *, keep_view: bool = False) -> None:
-        """Show ``volume``; ``keep_view`` keeps position, window and zoom (a refined copy of the same grid)."""
+        """Show ``volume``; ``keep_view`` keeps position, window and zoom (a refined copy of the same grid),
+        except a window the user did not set, which is the new volume's own."""
         state = (self.view.position_mm, self.view.window) if keep_view and self.view.volume is not None else None
+        if state is None or self._auto_window:
+            self._auto_window, self._window_from_slice = True, False
+            state = None if state is None else (state[0], volume.auto_window())
         self.tools.clear()
         for prop in self._overlay_props:
             prop.VisibilityOn()
@@ -133,13 +141,25 @@ class SliceViewport(QWidget):
             self._task.cancel()
 
     def _on_partial(self, volume: Volume) -> None:
+        """A series begins to load: its voxel array is there, not one slice decoded yet.  Without a window
+        in the file, the window waits for the first decoded slice (:meth:`_on_progress`): one computed from
+        the empty array is width 1, which shows an MR as a black and white mask until the load ends."""
         self.set_volume(volume)
+        self._window_from_slice = volume.info.default_window is None
 
     def _refresh_partial(self) -> None:
         self.view.voxels_changed()
         self.canvas.request_render()
 
     def _on_progress(self, p: Progress) -> None:
+        volume = self.view.volume
+        if self._window_from_slice and p.done >= 1 and volume is not None:
+            # after the partial volume came, progress counts decoded slices: the first is the middle one
+            # (dicom.loading decodes it first)
+            self._window_from_slice = False
+            if self._auto_window:
+                self.view.set_window(volume.slice_window(volume.shape[0] // 2))
+                self.refresh()
         if p.total:
             self.progress.setRange(0, p.total)
             self.progress.setValue(p.done)
@@ -192,6 +212,7 @@ class SliceViewport(QWidget):
     def apply_preset(self, name: str) -> None:
         if self.view.volume is None:
             return
+        self._auto_window = name is None or name == AUTO
         self.view.set_window(resolve_window(self.view.volume, name))
         emit(self.window_changed)
         self.refresh()
@@ -206,6 +227,7 @@ class SliceViewport(QWidget):
     def reset(self) -> None:
         if self.view.volume is not None:
             self.view.set_orientation(self.view.orientation)
+            self._auto_window = True
             self.view.set_window(self.view.volume.auto_window())
             self.view.fit()
         self.refresh()
@@ -230,6 +252,7 @@ class SliceViewport(QWidget):
 
     def _on_tool_change(self, what: str) -> None:
         if what == "window":
+            self._auto_window = False
             emit(self.window_changed)
         self.refresh()
 
