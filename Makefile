@@ -15,6 +15,9 @@ test: setup
 bench: setup
 	$(PY) bench/run_all.py
 
+lint: setup
+	.venv/bin/lint-imports
+
 setup: system venv bytecode
 
 system:
