@@ -18,7 +18,9 @@ for lib in sorted((Path(numpy.__file__).parent.parent / "numpy.libs").glob("*ope
     get = getattr(ctypes.CDLL(str(lib)), "scipy_openblas_get_num_threads64_", None)
     if get is not None:
         threads = get()
-print(json.dumps({"huge": huge, "threads": threads}))
+import os
+print(json.dumps({"huge": huge, "threads": threads, "tasks": len(os.listdir("/proc/self/task")),
+                  "env": os.environ.get("OPENBLAS_NUM_THREADS")}))
 """
 
 
@@ -36,9 +38,10 @@ def test_importing_the_workstation_turns_huge_pages_off_and_blas_to_one_thread()
     got = _probe()
     assert got["huge"] is False
     assert got["threads"] in (1, None)  # None: a numpy without the bundled OpenBLAS (nothing to set)
+    assert got["tasks"] == 1 and got["env"] is None  # no BLAS worker started; nothing left for children
 
 
 def test_the_environment_keeps_its_own_choice():
     got = _probe(NUMPY_MADVISE_HUGEPAGE="1", OPENBLAS_NUM_THREADS="2")
     assert got["huge"] is True
-    assert got["threads"] in (2, None)
+    assert got["threads"] in (2, None) and got["env"] == "2"
