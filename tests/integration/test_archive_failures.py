@@ -111,11 +111,18 @@ def test_dicomweb_timeout_mid_series_then_resume(orthanc, tmp_path):
             slow.fetch_series(series)
     kept = assert_cache_clean(cache)
     assert 15 <= len(kept) <= 25
-    good = DicomWebArchive("Orthanc", server.dicomweb_url, auth=BasicAuth(*server.auth), cache_dir=cache)
+    good = DicomWebArchive("Orthanc", server.dicomweb_url, auth=BasicAuth(*server.auth), cache_dir=cache,
+                           concurrency=1)
+    asked = []
+    fetch_one = good._fetch_instance
+    good._fetch_instance = lambda tally, st, se, sop: (asked.append(sop), fetch_one(tally, st, se, sop))
     seen = []
     paths = good.fetch_series(series, progress=seen.append, study_instance_uid=study)
     assert seen[0].done == len(kept) and seen[-1].done == 133  # resumed: the kept ones were not fetched again
     assert len(assert_cache_clean(cache)) == len(paths) == 133
+    have = {p.stem for p in kept}
+    missing = [s.sop_uid for s in middle_out(good.instance_spots(study, series)) if s.sop_uid not in have]
+    assert asked == missing  # the missing ones nearest the series' middle first
 
 
 def test_dicomweb_slow_stream_gets_the_middle_slices_first(orthanc, tmp_path):

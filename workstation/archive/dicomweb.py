@@ -297,8 +297,8 @@ class DicomWebArchive:
                 sops = self._stream_with_prefetch(study, series_instance_uid, tally)
             if not sops:
                 raise NotFound(f"series {series_instance_uid} has no instances in the {self.name} archive")
-            unwritten = tally.missing(sops)  # (after a whole stream: none)
-            todo = [sop for sop in middle_out(unwritten) if tally.needed(sop)] if unwritten else []
+            unwritten = set(tally.missing(sops))  # (after a whole stream: none)
+            todo = [sop for sop in middle_out(sops) if sop in unwritten and tally.needed(sop)] if unwritten else []
             tally.start(len(sops), len(sops) - len(todo) - len(tally.written))
             self._retrieve(tally, study, series_instance_uid, todo)
             done = True
