@@ -2,9 +2,10 @@
 
 A background thread streams the whole series as one ``multipart/related`` response (the fastest transfer
 a server offers: one request, no per-instance round trips), writing each part to its cache file as its
-bytes arrive (in place once whole), named by the SOP Instance UID of its file meta group.  When the stream
-is slow (a remote archive) the caller meanwhile reads the series' metadata and fetches the few instances nearest the middle
-one by one, so a useful image is on disk long before the stream reaches the middle.  Both sides skip
+bytes arrive (in place once whole), named by the SOP Instance UID of its file meta group.  When the
+stream is slow (a remote archive) the caller meanwhile reads the series' metadata and fetches the few
+instances nearest the middle one by one, so a useful image is on disk long before the stream reaches the
+middle.  Both sides skip
 instances already cached, so nothing is written twice and an interrupted retrieval resumes.
 """
 
@@ -25,12 +26,12 @@ from workstation.archive.cache import SeriesCache
 from workstation.archive.client import ArchiveError, CancelToken, Progress, ProgressFn
 from workstation.model.tasks import Cancelled
 
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # bytes asked of requests per chunk of a content-encoded body
 READ_SIZE = 1 << 20  # bytes asked of the connection per read (it answers with what has arrived, up to that)
 HEAD = 1 << 14  # bytes of a part's start handed over in one piece (a file meta group is far shorter)
 _INDEX_BATCH = 64  # instances per cache-index transaction, at most one transaction per _INDEX_INTERVAL
 _INDEX_INTERVAL = 1.0  # seconds: a retrieval done sooner is indexed once, when it completes
-_HEAD_WALK = 1 << 14
+_HEAD_WALK = 1 << 14  # bytes a header walk looks at first (the whole part when that is not enough)
 
 
 def boundary_of(response: requests.Response) -> bytes | None:
