@@ -182,11 +182,12 @@ def _small_reads(message: bytes):
     return readinto
 
 
-@pytest.mark.parametrize("framing", ["close", "length", "chunked"])
+@pytest.mark.parametrize("framing", ["close", "length", "chunked", "gzip"])
 def test_a_streamed_body_is_read_as_it_arrives_whatever_its_framing(framing):
     """The body reader over a real HTTP connection (a local server sending the message in small writes with
-    pauses): ended by the connection's close (Orthanc's), by a Content-Length, or chunked; every part whole,
-    each handed over before the message ends."""
+    a pause): ended by the connection's close (Orthanc's), by a Content-Length, chunked, or gzip-encoded;
+    every part whole, each handed over before the message ends."""
+    import zlib
     import http.server
     import threading
     import time
@@ -197,7 +198,13 @@ def test_a_streamed_body_is_read_as_it_arrives_whatever_its_framing(framing):
 
     bodies = [bytes([n]) * (3000 + 700 * n) for n in range(6)]
     message = _multipart(bodies, b"b0undary", [len(b) for b in bodies])
-    pieces = [message[i : i + 1500] for i in range(0, len(message), 1500)]
+    if framing == "gzip":
+        packer = zlib.compressobj(wbits=31)
+        packed = [packer.compress(message[i : i + 1500]) + packer.flush(zlib.Z_SYNC_FLUSH)
+                  for i in range(0, len(message), 1500)]
+        pieces = [*packed[:-1], packed[-1] + packer.flush()]
+    else:
+        pieces = [message[i : i + 1500] for i in range(0, len(message), 1500)]
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -205,11 +212,13 @@ def test_a_streamed_body_is_read_as_it_arrives_whatever_its_framing(framing):
         def do_GET(self):  # noqa: N802 - the stdlib's name
             self.send_response(200)
             self.send_header("Content-Type", 'multipart/related; type="application/dicom"; boundary=b0undary')
-            if framing == "close":
+            if framing in ("close", "gzip"):
                 self.send_header("Connection", "close")
+            if framing == "gzip":
+                self.send_header("Content-Encoding", "gzip")
             elif framing == "length":
                 self.send_header("Content-Length", str(len(message)))
-            else:
+            elif framing == "chunked":
                 self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for n, piece in enumerate(pieces):

@@ -383,13 +383,21 @@ class Tally:
 def _body_reader(response: requests.Response) -> Callable[[memoryview], int]:
     """``readinto`` over the body of a streamed response, answering with what has arrived (at least a byte,
     at most what is asked; 0 at its end): from the connection's buffered reader, one read of the socket a
-    call, for a plain body; through http.client for a chunked one (which it undoes); through requests for a
-    content-encoded one.
+    call, for a plain body; through http.client for a chunked one (which it undoes); through urllib3 for a
+    content-encoded one (which it decodes).
 
     Failures come out as requests' exceptions, for :func:`~workstation.archive._http_errors.http_errors`."""
     raw = response.raw
     fp = getattr(raw, "_fp", None)  # http.client's response, under urllib3's
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity") and hasattr(raw, "read1"):  # urllib3 2: decoded, as it arrives
+
+        def read(view: memoryview) -> int:
+            data = raw.read1(len(view), decode_content=True)
+            view[: len(data)] = data
+            return len(data)
+
+        return _errors_as_requests(read)
     if fp is None or not hasattr(fp, "readinto") or encoding not in ("", "identity"):
         return _chunk_reader(response.iter_content(CHUNK))
     buffered = getattr(fp, "fp", None)
@@ -412,12 +420,21 @@ def _body_reader(response: requests.Response) -> Callable[[memoryview], int]:
             left -= n
             return n
 
+    return _errors_as_requests(read)
+
+
+def _errors_as_requests(read: Callable[[memoryview], int]) -> Callable[[memoryview], int]:
+    """``read`` with the connection's failures raised as requests' exceptions."""
+    import urllib3.exceptions
+
     def readinto(view: memoryview) -> int:
         try:
             return read(view)
         except TimeoutError as exc:
             raise requests.exceptions.ReadTimeout(exc) from exc
-        except (OSError, http.client.HTTPException) as exc:
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise requests.exceptions.ReadTimeout(exc) from exc
+        except (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError) as exc:
             raise requests.exceptions.ChunkedEncodingError(exc) from exc
 
     return readinto
