@@ -108,19 +108,30 @@ def count_query(study: str, series: str) -> Dataset:
 
 def instance_count(archive, study: str, series: str) -> int | None:
     """How many instances ``archive`` (a DimseArchive) holds in the series, by one SERIES-level C-FIND
-    (connecting for at most 3 s); None when it cannot tell: unreachable, refusing, or not counting."""
+    (waiting at most :data:`~workstation.archive._freshness.CHECK_TIMEOUT_S` for each step; after one that
+    got no answer, not asked again for a minute: see :mod:`~workstation.archive._freshness`); None when it
+    cannot tell: unreachable or silent, refusing, or not counting."""
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as find_model
 
-    from workstation.archive.client import ArchiveError
+    from workstation.archive._freshness import CHECK_TIMEOUT_S
+    from workstation.archive.client import ArchiveError, ArchiveTimeout, ArchiveUnavailable
 
+    if archive.freshness.skip():
+        return None
     ae = archive._ae()
-    ae.connection_timeout = min(3.0, archive.timeout)
+    wait = min(CHECK_TIMEOUT_S, archive.timeout)
+    for attr in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
+        setattr(ae, attr, wait)
     ae.add_requested_context(find_model)
     try:
-        with archive._association(ae) as assoc:
+        with archive._association(ae, timeout=wait) as assoc:
             matches = archive._find_on(assoc, count_query(study, series), f"counting the instances of {series}")
+    except (ArchiveUnavailable, ArchiveTimeout):
+        archive.freshness.unanswered()
+        return None
     except ArchiveError:
         return None
+    archive.freshness.answered()
     if len(matches) != 1:
         return None
     value = matches[0].get("NumberOfSeriesRelatedInstances", None)

@@ -99,8 +99,11 @@ def rejection_reason(assoc, calling: str, called: str) -> str:
 
 
 def explain_failed_association(assoc, name: str, host: str, port: int, calling: str, called: str,
-                               timeout: float) -> Exception:
-    """The error for an association that was not established: rejected, unreachable or silent."""
+                               timeout: float, waited_out: bool = False) -> Exception:
+    """The error for an association that was not established: rejected, unreachable or silent.
+
+    ``waited_out``: the request took the whole association timeout (pynetdicom then aborts the association
+    itself, so an abort alone does not tell a silent peer from one that refused)."""
     if assoc.is_rejected:
         return AssociationRejected(f"{name} rejected the association: {rejection_reason(assoc, calling, called)}")
     try:  # find out whether anything listens there at all
@@ -112,7 +115,7 @@ def explain_failed_association(assoc, name: str, host: str, port: int, calling: 
         return ArchiveTimeout(f"cannot reach {host}:{port}: no answer within {min(timeout, 5.0):g} s")
     except OSError as exc:
         return ArchiveUnavailable(f"cannot reach {host}:{port}: {exc.strerror or exc}")
-    if assoc.is_aborted:
+    if assoc.is_aborted and not waited_out:
         return AssociationRejected(f"{name} aborted the association (is '{called}' its AE title, and does it "
                                    f"know '{calling}'?)")
     return ArchiveTimeout(f"{name} did not accept the association within {timeout:g} s")

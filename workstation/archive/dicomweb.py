@@ -29,6 +29,7 @@ from workstation.archive._dicom_json import instance_spot as _spot
 from workstation.archive._dicom_json import series_ref, study_filters, study_ref
 from workstation.archive._dicom_json import text as _text
 from workstation.archive._http_errors import http_errors
+from workstation.archive._freshness import CHECK_TIMEOUT_S, FreshnessChecks
 from workstation.archive._order import InstanceSpot, middle_out, spatial_order
 from workstation.archive._wado import Tally, stream_series
 from workstation.archive.cache import DEFAULT_MAX_MB, CacheIndex
@@ -122,6 +123,7 @@ class DicomWebArchive:
         self.session = self._session(ca_bundle, retries, backoff)
         self._local = threading.local()
         self._check_session: requests.Session | None = None  # see instance_count
+        self._freshness = FreshnessChecks()
 
     def _session(self, ca_bundle, retries: int, backoff: float) -> requests.Session:
         session = requests.Session()
@@ -225,8 +227,11 @@ class DicomWebArchive:
 
     def instance_count(self, study_uid: str, series_uid: str) -> int | None:
         """How many instances the archive holds in the series (QIDO-RS NumberOfSeriesRelatedInstances); None
-        when it cannot tell: unreachable (asked once, without retries, connecting for at most 3 s), refusing,
-        or not saying."""
+        when it cannot tell: unreachable or silent (asked once, without retries, waiting at most
+        :data:`~workstation.archive._freshness.CHECK_TIMEOUT_S`; then not asked again for a minute: see
+        :mod:`~workstation.archive._freshness`), refusing, or not saying."""
+        if self._freshness.skip():
+            return None
         if self._check_session is None:
             quick = requests.Session()
             quick.auth, quick.verify = self.session.auth, self.session.verify
@@ -236,10 +241,17 @@ class DicomWebArchive:
             quick.mount("https://", adapter)
             self._check_session = quick
         query = f"SeriesInstanceUID={quote(series_uid)}&includefield=NumberOfSeriesRelatedInstances"
+        wait = min(CHECK_TIMEOUT_S, self.timeout)
         try:
             response = self._check_session.get(f"{self.url}/studies/{study_uid}/series?{query}",
-                                               timeout=(min(3.0, self.timeout), self.timeout),
-                                               headers={"Accept": "application/dicom+json"})
+                                               timeout=(wait, wait), headers={"Accept": "application/dicom+json"})
+        except (requests.ConnectionError, requests.Timeout):
+            self._freshness.unanswered()
+            return None
+        except (requests.RequestException, ArchiveError):
+            return None
+        self._freshness.answered()
+        try:
             response.raise_for_status()
             items = response.json() if response.content.strip() else []
         except (requests.RequestException, ValueError, ArchiveError):

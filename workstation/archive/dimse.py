@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from workstation.archive._dimse_support import (
     PENDING, RECEIVE_SYNTAXES, STORAGE_CLASSES, WARNINGS, explain_failed_association, no_delay, status_text,
 )
 from workstation.archive._dimse_tls import DimseTls, endpoint_tls, handshake_failure
+from workstation.archive._freshness import FreshnessChecks
 from workstation.archive._order import InstanceSpot, middle_out
 from workstation.archive.cache import DEFAULT_MAX_MB, CacheIndex
 from workstation.archive.client import (
@@ -98,6 +100,7 @@ class DimseArchive(CGet):
         #: listing of the series first, and setting an association up costs ~20 ms).
         self.associations = max(1, int(associations))
         self.timeout = float(timeout)
+        self.freshness = FreshnessChecks()  # see _dimse_retrieve.instance_count
         self.tls = tls
         self._tls_context = tls.context() if tls is not None else None
         self._study_of: dict[str, str] = {}  # series UID -> study UID, learned from queries
@@ -116,18 +119,22 @@ class DimseArchive(CGet):
         return ae
 
     @contextlib.contextmanager
-    def _association(self, ae: AE, ext_neg=None, handlers=None, release_later: bool = False) -> Iterator:
+    def _association(self, ae: AE, ext_neg=None, handlers=None, release_later: bool = False,
+                     timeout: float | None = None) -> Iterator:
         tls_args = (self._tls_context, self.host) if self._tls_context is not None else None
         # max_pdu 0: no limit on the PDUs the peer sends us (fewer, larger P-DATA for retrieved instances)
+        started = time.monotonic()
         assoc = ae.associate(self.host, self.port, ae_title=self.called_ae, ext_neg=ext_neg, max_pdu=0,
                              tls_args=tls_args, evt_handlers=[(evt.EVT_CONN_OPEN, no_delay), *(handlers or [])])
         if not assoc.is_established:
+            waited_out = ae.acse_timeout is not None and time.monotonic() - started >= 0.95 * ae.acse_timeout
+            wait = self.timeout if timeout is None else timeout
             if self._tls_context is not None and not assoc.is_rejected:
-                failure = handshake_failure(self.name, self.host, self.port, self._tls_context, self.timeout)
+                failure = handshake_failure(self.name, self.host, self.port, self._tls_context, wait)
                 if failure is not None:
                     raise failure
             raise explain_failed_association(assoc, self.name, self.host, self.port, self.calling_ae,
-                                             self.called_ae, self.timeout)
+                                             self.called_ae, wait, waited_out)
         try:
             yield assoc
         except BaseException:
