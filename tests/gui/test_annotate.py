@@ -200,6 +200,18 @@ def test_starting_again_offers_the_autosaved_work_and_begins_nothing_until_it_is
     assert ctl.doc is not None and not ctl.doc.labels.any()  # afresh
 
 
+def test_an_unreadable_autosave_is_set_aside_not_written_over(annotating):
+    window, vp, ctl = annotating
+    path = ctl.store.path_for(ctl.doc.study_uid, ctl.doc.series_uid, ctl.doc.annotator)
+    ctl.stop()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"half a zip file")  # (a disk that filled up mid-write, a copy gone wrong)
+    assert ctl.start() is not None and not ctl.doc.labels.any()  # a fresh annotation starts
+    kept = [p for p in path.parent.iterdir() if p.name.startswith(path.stem + ".unreadable-")]
+    assert len(kept) == 1 and kept[0].read_bytes() == b"half a zip file" and not path.exists()
+    assert "cannot be read" in ctl.panel.status.text() and "kept as" in ctl.panel.status.text()
+
+
 def _sent(window, n: int):
     """The sync service's items once ``n`` of them reached the archive."""
     from workstation.sync.outbox import ItemStatus

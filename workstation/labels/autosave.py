@@ -165,6 +165,17 @@ class AutosaveStore:
                         tuple(header["origin"]), crop, affine, meta, int(header["revision"]),
                         float(header["saved_at"]))
 
+    def set_aside(self, study_uid: str, series_uid: str, annotator: str) -> Path | None:
+        """Move an autosave that cannot be read out of the way (renamed, not deleted: it may still be
+        recovered by hand), so that new work is autosaved without writing over it; its new path."""
+        path = self.path_for(study_uid, series_uid, annotator)
+        kept = path.with_name(f"{path.stem}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.replace(path, kept)
+        except OSError:
+            return None
+        return kept
+
     def discard(self, study_uid: str, series_uid: str, annotator: str) -> None:
         self.path_for(study_uid, series_uid, annotator).unlink(missing_ok=True)
 

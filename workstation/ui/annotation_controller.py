@@ -176,11 +176,12 @@ class AnnotationController(QObject):
             return None
         info = volume.info
         series_uid = info.series_instance_uid or "unknown"
+        aside = ""
         try:
             found = self.store.load(info.study_instance_uid, series_uid, annotator)
-        except AutosaveError as exc:  # unreadable: said, and a fresh annotation starts
+        except AutosaveError as exc:  # unreadable: set aside (not written over), said; a fresh one starts
             found = None
-            self.status(str(exc))
+            aside = self._set_aside(exc, info.study_instance_uid, series_uid, annotator)
         if found is not None:
             self._offer(found)
             self._start_after_discard = True
@@ -196,7 +197,14 @@ class AnnotationController(QObject):
                          annotator=annotator, frame_of_reference_uid=info.frame_of_reference_uid,
                          schema=self.schema.name)
         self._begin(doc, volume)
+        if aside:
+            self.status(aside)
         return doc
+
+    def _set_aside(self, exc: AutosaveError, study_uid: str, series_uid: str, annotator: str) -> str:
+        """Rename an autosave that cannot be read out of the way; what to tell the user."""
+        kept = self.store.set_aside(study_uid, series_uid, annotator)
+        return f"{exc}; it is kept as {kept}" if kept is not None else str(exc)
 
     def _reset_schema(self) -> None:
         """Back to the chosen label schema (an opened set's extra segments do not carry over)."""
@@ -262,8 +270,8 @@ class AnnotationController(QObject):
         try:
             found = self.store.load(*key)
         except AutosaveError as exc:
-            self.status(str(exc))
-            return True
+            self.status(self._set_aside(exc, *key))
+            return self.store.path_for(*key).is_file()  # (refused only when it could not be set aside)
         if found is None:
             return False
         self._offer(found)
