@@ -149,13 +149,18 @@ def test_brush_on_the_coronal_mpr_plane(annotating):
     assert ks[-1] - ks[0] == 2 * int(6.0 // sk)  # 6 mm in the slice direction, in slices
 
 
-def test_autosave_restore_on_reopen_and_failure_message(annotating, tmp_path, qtbot):
-    window, vp, ctl = annotating
+def _stroke_autosaved(vp, ctl) -> tuple[int, np.ndarray]:
+    """One brush stroke on the shown slice, autosaved now; (the slice, the labels painted)."""
     ctl.set_tool(Tool.BRUSH)
     k = vp.view.slice_index()
     drag(vp, [qpoint(vp, (k, 250, 250)), qpoint(vp, (k, 250, 270))])
-    work = ctl.doc.labels.copy()
     ctl.autosaver.flush()
+    return k, ctl.doc.labels.copy()
+
+
+def test_autosave_restore_on_reopen_and_failure_message(annotating, tmp_path, qtbot):
+    window, vp, ctl = annotating
+    k, work = _stroke_autosaved(vp, ctl)
     ctl.stop()
     assert ctl.doc is None and not ctl.panel.restore_bar.isVisibleTo(ctl.panel)
     vp.set_volume(vp.volume)  # reopening the series offers the autosaved work
@@ -176,11 +181,7 @@ def test_starting_again_offers_the_autosaved_work_and_begins_nothing_until_it_is
     """"Start annotating" on a series with autosaved work offers it and begins no fresh annotation (one
     edited beside the offer autosaved over it); Discard deletes it and starts afresh, Restore takes it up."""
     window, vp, ctl = annotating
-    ctl.set_tool(Tool.BRUSH)
-    k = vp.view.slice_index()
-    drag(vp, [qpoint(vp, (k, 250, 250)), qpoint(vp, (k, 250, 270))])
-    work = ctl.doc.labels.copy()
-    ctl.autosaver.flush()
+    k, work = _stroke_autosaved(vp, ctl)
     saved = ctl.store.path_for(ctl.doc.study_uid, ctl.doc.series_uid, ctl.doc.annotator)
     on_disk = saved.read_bytes()
     ctl.stop()

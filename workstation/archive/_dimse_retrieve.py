@@ -118,10 +118,8 @@ def instance_count(archive, study: str, series: str) -> int | None:
 
     if archive.freshness.skip():
         return None
-    ae = archive._ae()
     wait = min(CHECK_TIMEOUT_S, archive.timeout)
-    for attr in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
-        setattr(ae, attr, wait)
+    ae = archive._ae(wait)
     ae.add_requested_context(find_model)
     try:
         with archive._association(ae, timeout=wait) as assoc:

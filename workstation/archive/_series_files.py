@@ -149,17 +149,21 @@ class SeriesCache:
         No fsync: this is a copy of what the archive holds, not worth a disk flush per instance (a crash
         of the process still leaves only whole files).  ``record=False`` leaves indexing to
         :meth:`record_many`."""
-        out = self.open_instance(sop_uid)
-        try:
-            for chunk in chunks:
-                out.write(chunk)
-        except BaseException:
-            out.discard()
-            raise
-        final, size = out.commit()
+        final, size = self.write_pieces(sop_uid, chunks)
         if record:
             self._record(sop_uid, Path(final), size)
         return Path(final), size
+
+    def write_pieces(self, sop_uid: str, pieces: Iterable[bytes | memoryview]) -> tuple[str, int]:
+        """:meth:`write_bytes` without indexing, the path as a string (hundreds a series)."""
+        out = self.open_instance(sop_uid)
+        try:
+            for piece in pieces:
+                out.write(piece)
+        except BaseException:
+            out.discard()
+            raise
+        return out.commit()
 
     def open_instance(self, sop_uid: str) -> InstanceFile:
         """A new instance file to write in pieces; :meth:`InstanceFile.commit` moves it into place (not

@@ -325,14 +325,7 @@ class Tally:
         when its series completes (:meth:`CacheIndex.mark_complete`)."""
         if not self.needed(sop):
             return
-        out = self.cache.open_instance(sop)
-        try:
-            for piece in pieces:
-                out.write(piece)
-        except BaseException:
-            out.discard()
-            raise
-        path, size = out.commit()
+        path, size = self.cache.write_pieces(sop, pieces)
         with self._lock:
             if sop in self.written:
                 return

@@ -108,14 +108,14 @@ class DimseArchive(CGet):
         self._get_lock = threading.Lock()
 
     # -- associations --------------------------------------------------------------------------------
-    def _ae(self) -> AE:
+    def _ae(self, timeout: float | None = None) -> AE:
         if not logging.getLogger("pynetdicom").isEnabledFor(logging.INFO):
             # pynetdicom pretty-prints every C-FIND answer for its INFO log even when nobody listens:
             # ~40 % of the time an IMAGE-level query of a long series takes
             pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
         ae = AE(ae_title=self.calling_ae)
         for attr in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
-            setattr(ae, attr, self.timeout)
+            setattr(ae, attr, self.timeout if timeout is None else timeout)
         return ae
 
     @contextlib.contextmanager

@@ -15,11 +15,12 @@ from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog
 
-from workstation.labels.autosave import AutosaveError, AutosaveStore, Autosaver, Snapshot, restore
+from workstation.labels.autosave import AutosaveStore, Autosaver
 from workstation.labels.schema import LabelSchema, SchemaError, Tool, available_schemas, load_schema
 from workstation.model.annotation import Annotation
 from workstation.model.volume import Volume
 from workstation.ui.annotation_panel import AnnotationPanel
+from workstation.ui.annotation_recovery import AutosaveRecovery
 from workstation.ui.annotation_sets_ui import AnnotationSetsFlow
 from workstation.ui.annotation_tools import MOUSE_TOOLS, AnnotationOverlay, AnnotationSession
 from workstation.ui.qt_compat import emitter
@@ -47,8 +48,6 @@ class AnnotationController(QObject):
         self.autosaver: Autosaver | None = None
         self.schema: LabelSchema | None = None  # what the panel shows: the schema + an opened set's segments
         self.base_schema: LabelSchema | None = None  # the label schema chosen
-        self.pending: Snapshot | None = None  # autosaved work found for the series, not yet restored
-        self._start_after_discard = False  # the offer came from "Start annotating": a discard starts afresh
         self.overlays: dict[int, AnnotationOverlay] = {}
         self._bridge = _Bridge(self)
         self._bridge.saved.connect(self._on_autosaved)
@@ -56,6 +55,7 @@ class AnnotationController(QObject):
         self.panel = AnnotationPanel()
         self.panel.annotator.setText(annotator or _user())
         self.sets = AnnotationSetsFlow(self, self.panel.sets_box)
+        self.recovery = AutosaveRecovery(self)  # autosaved work offered (Restore / Discard)
         self.dock = QDockWidget("Annotate", window)
         self.dock.setObjectName("annotate_dock")
         self.dock.setWidget(self.panel)
@@ -85,8 +85,6 @@ class AnnotationController(QObject):
         p.attribute_changed.connect(self._on_attribute)
         p.settings_changed.connect(self._apply_settings)
         p.start_button.clicked.connect(self.start)
-        p.restore_button.clicked.connect(self.restore_pending)
-        p.discard_button.clicked.connect(self.discard_pending)
         p.undo_button.clicked.connect(self.undo)
         p.redo_button.clicked.connect(self.redo)
         p.save_button.clicked.connect(self.save)
@@ -176,17 +174,8 @@ class AnnotationController(QObject):
             return None
         info = volume.info
         series_uid = info.series_instance_uid or "unknown"
-        aside = ""
-        try:
-            found = self.store.load(info.study_instance_uid, series_uid, annotator)
-        except AutosaveError as exc:  # unreadable: set aside (not written over), said; a fresh one starts
-            found = None
-            aside = self._set_aside(exc, info.study_instance_uid, series_uid, annotator)
-        if found is not None:
-            self._offer(found)
-            self._start_after_discard = True
-            self.show()
-            self.status("Unsaved work of yours on this series was found: restore it, or discard it to start afresh")
+        offered, aside = self.recovery.before_start(info.study_instance_uid, series_uid, annotator)
+        if offered:
             return None
         self.stop()
         self._reset_schema()
@@ -201,10 +190,13 @@ class AnnotationController(QObject):
             self.status(aside)
         return doc
 
-    def _set_aside(self, exc: AutosaveError, study_uid: str, series_uid: str, annotator: str) -> str:
-        """Rename an autosave that cannot be read out of the way; what to tell the user."""
-        kept = self.store.set_aside(study_uid, series_uid, annotator)
-        return f"{exc}; it is kept as {kept}" if kept is not None else str(exc)
+    def begin_restored(self, doc: Annotation, volume: Volume) -> None:
+        """Annotate on with ``doc``, read back from its autosave (so already on disk)."""
+        self.stop()
+        self._reset_schema()
+        self._begin(doc, volume)
+        self.autosaver.saved_revision = doc.revision
+        self._on_changed(None)
 
     def _reset_schema(self) -> None:
         """Back to the chosen label schema (an opened set's extra segments do not carry over)."""
@@ -230,18 +222,12 @@ class AnnotationController(QObject):
         self.show()
         self.status(f"Annotating {volume.info.series_description or doc.series_uid} as {doc.annotator}")
 
-    def revision_saved(self, doc: Annotation, revision: int) -> None:
-        """``doc`` was saved as a DICOM revision as it was at ``revision``: its autosave is not offered as
-        unsaved work any more (unless it changed since)."""
-        if doc is self.doc and self.autosaver is not None:
-            self.autosaver.forget_saved(revision)
-
     def show_opened(self, doc: Annotation, volume: Volume, schema: LabelSchema, *, editable: bool) -> bool:
         """Show an annotation read from a stored set: editable (tools, autosave) or read-only (drawn only).
 
         Not for editing while this annotator has unsaved work on the series (its autosave would be written
         over): that work is offered instead (False)."""
-        if editable and self._unsaved_work_of(doc):
+        if editable and self.recovery.unsaved_work_of(doc):
             return False
         self.stop()
         self.schema = schema
@@ -255,77 +241,6 @@ class AnnotationController(QObject):
             self._show_on(vp)
         self.show()
         return True
-
-    def _unsaved_work_of(self, doc: Annotation) -> bool:
-        """Whether this annotator has unsaved work on ``doc``'s series (said, and offered when autosaved)."""
-        key = (doc.study_uid, doc.series_uid, doc.annotator)
-        current = self.doc is not None and self.autosaver is not None and (
-            self.doc.study_uid, self.doc.series_uid, self.doc.annotator) == key
-        if current:
-            if self.autosaver.dirty or self.store.path_for(*key).is_file():
-                self.status("You have unsaved work on this series: save it as a revision first, then open the "
-                            "set for editing")
-                return True
-            return False
-        try:
-            found = self.store.load(*key)
-        except AutosaveError as exc:
-            self.status(self._set_aside(exc, *key))
-            return self.store.path_for(*key).is_file()  # (refused only when it could not be set aside)
-        if found is None:
-            return False
-        self._offer(found)
-        self.show()
-        self.status("Unsaved work of yours on this series was found: restore it (and save it), or discard it, "
-                    "before opening a set for editing")
-        return True
-
-    def restore_pending(self) -> None:
-        """Take up the autosaved work offered, on a view showing its series."""
-        snap = self.pending
-        if snap is None:
-            self.panel.restore_bar.hide()
-            return
-        volume = self._volume_of(snap.series_uid)
-        if volume is None:
-            self.status("Open the series of the autosaved work to restore it")
-            return
-        self.pending, self._start_after_discard = None, False
-        self.panel.restore_bar.hide()
-        doc = restore(snap)
-        if tuple(doc.labels.shape) != volume.shape:
-            self.status("The autosaved work is on another grid than this series: not restored (its file is kept)")
-            return
-        self.stop()
-        self._reset_schema()
-        self._begin(doc, volume)
-        self.autosaver.saved_revision = doc.revision  # it is on disk already
-        self._on_changed(None)
-        self.status(f"Restored autosaved work ({int(np.count_nonzero(doc.labels))} labelled voxels)")
-
-    def discard_pending(self) -> None:
-        """Delete the autosaved work offered; after "Start annotating", a fresh annotation then begins."""
-        snap, start = self.pending, self._start_after_discard
-        self.pending, self._start_after_discard = None, False
-        self.panel.restore_bar.hide()
-        if snap is None:
-            return
-        if self.doc is not None and (self.doc.study_uid, self.doc.series_uid, self.doc.annotator) == (
-                snap.study_uid, snap.series_uid, snap.annotator):
-            return  # (the file is the open annotation's own autosave now)
-        self.store.discard(snap.study_uid, snap.series_uid, snap.annotator)
-        if start:
-            self.start()
-
-    def _volume_of(self, series_uid: str) -> Volume | None:
-        """The volume of the series in the active view, else in any view."""
-        active = self.window.viewer.active_slice_viewport()
-        views = ([active] if active is not None else []) + list(self.slice_viewports())
-        for vp in views:
-            vol = vp.volume
-            if vol is not None and (vol.info.series_instance_uid or "unknown") == series_uid:
-                return vol
-        return None
 
     def stop(self) -> None:
         """End the current annotation (its autosave is written first); the views go back to W/L."""
@@ -367,25 +282,7 @@ class AnnotationController(QObject):
         annotator = self.panel.annotator.text().strip()
         if vol is None or not annotator or (self.doc is not None and self.doc.series_uid == vol.info.series_instance_uid):
             return
-        info = vol.info
-        if not self.store.path_for(info.study_instance_uid, info.series_instance_uid, annotator).is_file():
-            return
-        try:
-            snap = self.store.load(info.study_instance_uid, info.series_instance_uid, annotator)
-        except AutosaveError as exc:
-            self.status(str(exc))
-            return
-        if snap is not None and snap.shape == vol.shape:
-            self._offer(snap)
-            self.show()
-
-    def _offer(self, snap: Snapshot) -> None:
-        self.pending = snap
-        self._start_after_discard = False
-        when = dt.datetime.fromtimestamp(snap.saved_at).strftime("%Y-%m-%d %H:%M:%S")
-        self.panel.restore_text.setText(f"Unsaved annotation of this series by {snap.annotator} from {when} "
-                                        "was found.")
-        self.panel.restore_bar.show()
+        self.recovery.on_volume(vol, annotator)
 
     def _on_changed(self, box) -> None:
         """An edit (box: its changed voxels) or a preview: redraw the views that show this annotation."""

@@ -258,7 +258,7 @@ class AnnotationSetsFlow:
 
     def _saved(self, saved, target: str, doc=None, revision: int | None = None) -> None:
         if doc is not None and revision is not None:
-            self.ctl.revision_saved(doc, revision)
+            self.ctl.recovery.revision_saved(doc, revision)
         names = " + ".join(k for k, p in (("SEG", saved.seg_path), ("SR", saved.sr_path)) if p is not None)
         self.ctl.status(f"Saved revision {saved.revision} of {saved.set_name} ({names}); "
                         f"sending to {target} (see the Sync panel)")
