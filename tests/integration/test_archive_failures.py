@@ -180,8 +180,11 @@ def test_dimse_association_rejected(orthanc, tmp_path, calling, called, message)
     # must still be the rejection's, not a timeout's
     archive = DimseArchive("Orthanc", "127.0.0.1", orthanc.server.dicom_port, called, calling, cache_dir=tmp_path,
                            timeout=30)
-    with pytest.raises(AssociationRejected, match=message):
-        archive.echo()
+    # several times: pynetdicom loses a prompt rejection about one time in three (it aborts instead), and the
+    # message must still say it was rejected and why
+    for _ in range(8):
+        with pytest.raises(AssociationRejected, match=message):
+            archive.echo()
     with pytest.raises(AssociationRejected, match=message):
         archive.fetch_series("1.2.3", study_instance_uid="1.2")
     assert cache_entries(tmp_path) == []

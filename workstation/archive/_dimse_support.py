@@ -20,6 +20,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import sop_class as sc
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 
 from workstation.archive.client import ArchiveTimeout, ArchiveUnavailable, AssociationRejected
 
@@ -87,11 +88,35 @@ def status_text(code: int) -> str:
     return "failure"
 
 
-def rejection_reason(assoc, calling: str, called: str) -> str:
+class RejectionSeen:
+    """EVT_PDU_RECV handler that keeps the peer's A-ASSOCIATE-RJ, if one arrives.
+
+    pynetdicom 3.0 can lose a prompt rejection: its reactor thread receives the A-ASSOCIATE-RJ and closes the
+    connection before the requesting thread has checked that the connection is up, which then aborts the
+    association instead of reading the rejection (about one time in three against a local Orthanc). The PDU
+    kept here still tells why."""
+
+    def __init__(self) -> None:
+        self.source: int | None = None
+        self.diagnostic: int | None = None
+
+    def __call__(self, event) -> None:
+        pdu = getattr(event, "pdu", None)
+        if isinstance(pdu, A_ASSOCIATE_RJ):
+            self.source, self.diagnostic = pdu.source, pdu.reason_diagnostic
+
+    @property
+    def rejected(self) -> bool:
+        return self.source is not None
+
+
+def rejection_reason(assoc, calling: str, called: str, seen: RejectionSeen | None = None) -> str:
     """Why the peer rejected an association, from its A-ASSOCIATE-RJ (source, diagnostic)."""
     prim = getattr(getattr(assoc, "acceptor", None), "primitive", None)
     source = getattr(prim, "result_source", None)
     diagnostic = getattr(prim, "diagnostic", None)
+    if source is None and seen is not None and seen.rejected:
+        source, diagnostic = seen.source, seen.diagnostic
     text = _REJECT_DIAGNOSTICS.get((source, diagnostic))
     if text is None:
         return f"unknown calling AE title '{calling}' or called AE title '{called}'? (reason {source}/{diagnostic})"
@@ -99,13 +124,16 @@ def rejection_reason(assoc, calling: str, called: str) -> str:
 
 
 def explain_failed_association(assoc, name: str, host: str, port: int, calling: str, called: str,
-                               timeout: float, waited_out: bool = False) -> Exception:
+                               timeout: float, waited_out: bool = False,
+                               seen: RejectionSeen | None = None) -> Exception:
     """The error for an association that was not established: rejected, unreachable or silent.
 
     ``waited_out``: the request took the whole association timeout (pynetdicom then aborts the association
-    itself, so an abort alone does not tell a silent peer from one that refused)."""
-    if assoc.is_rejected:
-        return AssociationRejected(f"{name} rejected the association: {rejection_reason(assoc, calling, called)}")
+    itself, so an abort alone does not tell a silent peer from one that refused). ``seen``: the rejection the
+    peer sent, kept in case pynetdicom aborted before reading it."""
+    if assoc.is_rejected or (seen is not None and seen.rejected):
+        reason = rejection_reason(assoc, calling, called, seen)
+        return AssociationRejected(f"{name} rejected the association: {reason}")
     try:  # find out whether anything listens there at all
         with socket.create_connection((host, port), timeout=min(timeout, 5.0)):
             pass

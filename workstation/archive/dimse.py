@@ -39,7 +39,8 @@ from workstation.archive._dimse_retrieve import (
 )
 from workstation.archive._dimse_store import NATIVE, headers, payload
 from workstation.archive._dimse_support import (
-    PENDING, RECEIVE_SYNTAXES, STORAGE_CLASSES, WARNINGS, explain_failed_association, no_delay, status_text,
+    PENDING, RECEIVE_SYNTAXES, STORAGE_CLASSES, WARNINGS, RejectionSeen, explain_failed_association, no_delay,
+    status_text,
 )
 from workstation.archive._dimse_tls import DimseTls, endpoint_tls, handshake_failure
 from workstation.archive._freshness import FreshnessChecks
@@ -124,17 +125,19 @@ class DimseArchive(CGet):
         tls_args = (self._tls_context, self.host) if self._tls_context is not None else None
         # max_pdu 0: no limit on the PDUs the peer sends us (fewer, larger P-DATA for retrieved instances)
         started = time.monotonic()
+        seen = RejectionSeen()
         assoc = ae.associate(self.host, self.port, ae_title=self.called_ae, ext_neg=ext_neg, max_pdu=0,
-                             tls_args=tls_args, evt_handlers=[(evt.EVT_CONN_OPEN, no_delay), *(handlers or [])])
+                             tls_args=tls_args, evt_handlers=[(evt.EVT_CONN_OPEN, no_delay), (evt.EVT_PDU_RECV, seen),
+                                                              *(handlers or [])])
         if not assoc.is_established:
             waited_out = ae.acse_timeout is not None and time.monotonic() - started >= 0.95 * ae.acse_timeout
             wait = self.timeout if timeout is None else timeout
-            if self._tls_context is not None and not assoc.is_rejected:
+            if self._tls_context is not None and not assoc.is_rejected and not seen.rejected:
                 failure = handshake_failure(self.name, self.host, self.port, self._tls_context, wait)
                 if failure is not None:
                     raise failure
             raise explain_failed_association(assoc, self.name, self.host, self.port, self.calling_ae,
-                                             self.called_ae, wait, waited_out)
+                                             self.called_ae, wait, waited_out, seen)
         try:
             yield assoc
         except BaseException:
