@@ -130,3 +130,23 @@ def test_other_frame_of_reference_syncs_by_relative_position_and_unlinks(with_pr
     assert window.viewer.scroll_sync.pair is None
     left.scroll_to(100)
     assert right.image_index() == round(5 / (n_left - 1) * (n_right - 1))
+
+
+def test_series_angled_differently_in_one_frame_follow_by_position():
+    # each view shows its series as acquired: an AC-PC angled series beside an axial one of the same frame
+    # of reference is followed by position; planes far apart (an axial beside a sagittal) are not
+    import dataclasses
+
+    import numpy as np
+
+    from tests.unit._render_phantoms import blank
+    from workstation.model.volume import Volume
+    from workstation.ui.sync_scroll import sync_mode
+
+    vol = blank()
+    same = Volume(vol.voxels, vol.affine, dataclasses.replace(vol.info, frame_of_reference_uid="1.2.3"))
+    tilt = np.radians(12.0)
+    axial, angled = np.array([0.0, 0.0, 1.0]), np.array([0.0, np.sin(tilt), np.cos(tilt)])
+    assert sync_mode(same, same, axial, angled) is SyncMode.POSITION
+    assert sync_mode(same, same, axial, np.array([1.0, 0.0, 0.0])) is SyncMode.RELATIVE
+    assert sync_mode(vol, same, axial, axial) is SyncMode.RELATIVE  # no common frame of reference

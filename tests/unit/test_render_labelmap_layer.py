@@ -140,6 +140,9 @@ def test_detection_boxes_drawn_where_the_plane_cuts_them(view):
     sv, rw = view
     vol = blank(rotation=rotation_z(20))
     sv.set_volume(vol)
+    # the patient's axial plane across a grid turned 20 degrees (the box lies along the patient's axes,
+    # the standard view along the grid's)
+    sv.set_oblique(rotation_z(-20))
     sv.set_window(Window(0, 400))
     centre = vol.index_to_lps(np.array([30.0, 30.0, 20.0]))
     f = _box_finding(centre - (12.0, 8.0, 6.0), centre + (12.0, 8.0, 6.0))

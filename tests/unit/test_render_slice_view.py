@@ -55,18 +55,25 @@ def test_axial_feature_at_expected_pixel(view):
     assert xl > x and ya > y
 
 
+@pytest.mark.parametrize("plane", ["acquired", "patient"])
 @pytest.mark.parametrize("orientation", [Orientation.CORONAL, Orientation.SAGITTAL])
-def test_rotated_affine_distance_in_mm(view, orientation):
+def test_rotated_affine_distance_in_mm(view, orientation, plane):
     sv, rw = view
     vol0 = blank(shape=(50, 64, 64), spacing=(0.9, 0.9, 1.5), rotation=rotation_z(25), origin=(-20, -40, 0))
     c = vol0.center_lps()
-    if orientation is Orientation.CORONAL:
-        a, b = c + [-12.0, 0, -10.0], c + [10.0, 0, 14.0]
-    else:
-        a, b = c + [0, -12.0, -10.0], c + [0, 10.0, 14.0]
+    sv.set_volume(vol0)
+    sv.set_orientation(orientation)
+    # a grid turned 25 degrees about the patient's z: the standard view shows the grid's own plane, an
+    # oblique turn of -25 degrees brings it back to the patient's plane (a reslice across the grid)
+    grid_normal = sv.normal
+    assert np.isclose(abs(grid_normal @ vol0.direction[:, 0 if orientation is Orientation.SAGITTAL else 1]), 1.0)
+    if plane == "patient":
+        sv.set_oblique(rotation_z(-25))
+        assert np.allclose(sv.plane_axes(), Orientation(orientation).axes(), atol=1e-9)
+    right, up = sv.plane_axes()[:, 0], sv.plane_axes()[:, 1]
+    a, b = c - 12.0 * right - 10.0 * up, c + 10.0 * right + 14.0 * up
     vol = with_spheres(vol0, [a, b], 3.5)
     sv.set_volume(vol)
-    sv.set_orientation(orientation)
     sv.set_position_mm(c)
     sv.set_window(Window(0, 400))
     img = capture(rw)

@@ -60,6 +60,27 @@ class MeasurementHandle:
 _CAMERA_DISTANCE_MM = 2000.0
 
 
+def grid_aligned(axes: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """The plane of the volume's grid nearest to a standard plane: (right, up, normal) columns in LPS.
+
+    A reading view shows the images as acquired, as Horos, Weasis and OHIF's stack view do: on an oblique
+    acquisition (an MR angled along the AC-PC line, a CT with gantry tilt) the "axial" view is the acquired
+    plane, not a reslice along the patient's axes. So the pixels are the scanner's, one scroll step is one
+    acquired slice, and the label tools, which draw on grid planes, work without rotating anything. For a
+    grid along the patient's axes this is the standard plane itself. Each of right, up and normal becomes
+    the signed grid axis nearest to it (normal first); the normal stays up x right."""
+    d = np.asarray(direction, float)
+    right, up, normal = (np.asarray(axes, float)[:, c] for c in range(3))
+    along_normal = np.abs(d.T @ normal)
+    a_n = int(np.argmax(along_normal))
+    rest = [a for a in range(3) if a != a_n]
+    a_r = max(rest, key=lambda a: abs(float(d[:, a] @ right)))
+    a_u = rest[0] if rest[1] == a_r else rest[1]
+    r = d[:, a_r] * (1.0 if d[:, a_r] @ right >= 0 else -1.0)
+    u = d[:, a_u] * (1.0 if d[:, a_u] @ up >= 0 else -1.0)
+    return np.column_stack([r, u, np.cross(u, r)])
+
+
 class SliceView:
     """One slice (or slab) view; the owner calls ``render_window.Render()``."""
 
@@ -166,7 +187,8 @@ class SliceView:
         return self._orientation
 
     def set_orientation(self, orientation: Orientation) -> None:
-        """Standard plane through the current position; clears oblique, flips and rotation, then fits."""
+        """Standard plane (the grid plane nearest to it, see :func:`grid_aligned`) through the current position;
+        clears oblique, flips and rotation, then fits."""
         self._orientation = Orientation(orientation)
         self._oblique = np.eye(3)
         self._screen = np.eye(2)
@@ -186,7 +208,10 @@ class SliceView:
 
     def plane_axes(self) -> np.ndarray:
         """3x3, columns = the plane's right, up and normal in LPS (before flips and 90-degree turns)."""
-        return self._oblique @ self._orientation.axes()
+        axes = self._orientation.axes()
+        if self._volume is not None:
+            axes = grid_aligned(axes, self._volume.direction)
+        return self._oblique @ axes
 
     @property
     def normal(self) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Two rules, picked per pair of volumes (:func:`sync_mode`):
 
-* **patient position** when both volumes share a Frame of Reference UID and their view planes are parallel:
+* **patient position** when both volumes share a Frame of Reference UID and their view planes are parallel
+  or nearly so (within 30 degrees: series of one study angled differently, each shown as acquired):
   the follower shows the slice nearest to the leader's plane position along the follower's slice normal
   (LPS mm), clamped to its first or last slice when the leader is beyond its extent;
 * **relative position** otherwise (another scanner visit, another frame of reference): the follower shows
@@ -21,7 +22,10 @@ import numpy as np
 from workstation.model.volume import Volume
 from workstation.ui.qt_compat import emit
 
-_PARALLEL = 0.999  # |cos| between plane normals above which two planes count as parallel
+# |cos| between plane normals above which two planes are followed by position: 30 degrees. Each view shows
+# its series as acquired, so two series of one study (an axial T2 and an AC-PC angled T1) differ by a few
+# degrees; the nearest slice to the leader's point is still the same anatomy, a fraction of the stack is not.
+_PARALLEL = float(np.cos(np.radians(30.0)))
 
 
 class SyncMode(enum.Enum):
@@ -30,7 +34,7 @@ class SyncMode(enum.Enum):
 
 
 def sync_mode(a: Volume, b: Volume, normal_a: np.ndarray, normal_b: np.ndarray) -> SyncMode:
-    """POSITION when both volumes carry the same frame of reference and the planes are parallel."""
+    """POSITION when both volumes carry the same frame of reference and the planes are (nearly) parallel."""
     fa, fb = a.info.frame_of_reference_uid.strip(), b.info.frame_of_reference_uid.strip()
     parallel = abs(float(np.dot(normal_a, normal_b))) >= _PARALLEL
     return SyncMode.POSITION if fa and fa == fb and parallel else SyncMode.RELATIVE
