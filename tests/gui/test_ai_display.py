@@ -97,9 +97,12 @@ def click_row(panel, row: int) -> None:
 
 
 def assert_centred_on(vp, xyz) -> None:
+    """The view shows the slice of the grid nearest to ``xyz``, with the voxel there in its middle."""
     view = vp.view
-    xyz = np.asarray(xyz, float)
+    xyz = vp.volume.nearest_voxel_lps(xyz)
     assert abs((view.position_mm - xyz) @ view.normal) < 1e-6  # the plane passes through it
+    k = vp.volume.lps_to_index(view.position_mm)[2]
+    assert abs(k - round(k)) < 1e-6  # on a slice, not between two
     x0, y0, w, h = view._viewport()
     x, y = view.lps_to_display(xyz)
     assert abs(x - (x0 + w / 2)) < 1.0 and abs(y - (y0 + h / 2)) < 1.0  # in the middle of the view

@@ -333,3 +333,25 @@ def test_schema_follows_the_modality_of_the_opened_series(main_window):
     assert ctl.start() is not None  # annotating the CT: opening the MR now leaves the schema alone
     main_window.open_series(mr)
     assert ctl.base_schema.name == "lung-nodule"
+
+
+def test_outline_labels_while_painting(annotating):
+    from workstation.render.bridge import vtk_to_numpy_image
+    from workstation.render.labelmap_layer import boundary_labels
+
+    window, vp, ctl = annotating
+    doc = ctl.doc
+    ctl.panel.outline.setChecked(True)  # the box in the Annotate panel
+    layer = ctl.overlays[id(vp)].layer
+    assert layer.outline
+    ctl.panel.brush_mm.setValue(8.0)
+    ctl.set_tool(Tool.BRUSH)
+    k = vp.view.slice_index()
+    drag(vp, [qpoint(vp, (k, 200, 180)), qpoint(vp, (k, 200, 240)), qpoint(vp, (k, 200, 300))])
+    capture(vp)
+    shown = vtk_to_numpy_image(layer._shown_image)
+    assert np.array_equal(shown, boundary_labels(doc.labels, 0))  # kept up to date stroke by stroke
+    assert shown[k, 200, 240] == 0 and doc.labels[k, 200, 240] == 1  # the inside of the stroke is not drawn
+    assert shown[k].sum() > 0
+    ctl.set_outline(False)
+    assert not ctl.panel.outline.isChecked() and not layer.outline

@@ -296,3 +296,50 @@ def test_outline_mode_shows_the_image_inside_and_the_colour_on_the_rim(view, ori
     layer.set_outline(False)
     filled = capture(rw).astype(int)
     assert filled[interior][:, 0].min() > 200 and filled[interior][:, 1].max() < 40  # filled again
+
+
+def test_an_edit_brings_the_outline_up_to_date_around_its_box_only():
+    from workstation.render.labelmap_layer import boundary_labels, update_boundary
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):  # random maps, axes and edit boxes, edges of the grid included
+        shape = tuple(int(n) for n in rng.integers(3, 12, 3))
+        labels = ((rng.random(shape) < 0.4) * rng.integers(1, 3, shape)).astype(np.uint8)
+        axis = int(rng.integers(0, 3))
+        rim = boundary_labels(labels, axis).copy()
+        box = []
+        for n in shape:
+            lo = int(rng.integers(0, n))
+            box += [lo, int(rng.integers(lo + 1, n + 1))]
+        edit = tuple(slice(box[2 * a], box[2 * a + 1]) for a in range(3))
+        labels[edit] = rng.integers(0, 3, labels[edit].shape)
+        update_boundary(rim, labels, axis, box)
+        assert np.array_equal(rim, boundary_labels(labels, axis))
+
+
+def test_outline_layer_follows_an_edit_with_its_box(view):
+    sv, rw = view
+    vol = blank()
+    vol = type(vol)(np.zeros(vol.shape, np.int16), vol.affine, vol.info)
+    sv.set_volume(vol)
+    sv.set_window(Window(0, 400))
+    lm = box_labelmap(vol)
+    sv.set_position_mm(vol.index_to_lps(np.array([25.0, 30.0, 20.0])))
+    layer = sv.set_labelmap(lm, opacity=1.0)
+    layer.set_outline(True)
+    capture(rw)
+    k = int(np.rint(vol.lps_to_index(sv.position_mm)[2]))
+    lm.labels[k, 2:8, 2:8] = 1  # a new square far from the box, on the plane shown
+    layer.modified((k, k + 1, 2, 8, 2, 8))
+    img = capture(rw).astype(int)
+    shown = layer._shown_image
+    from workstation.render.bridge import vtk_to_numpy_image
+    from workstation.render.labelmap_layer import boundary_labels
+
+    assert np.array_equal(vtk_to_numpy_image(shown), boundary_labels(lm.labels, 0))
+    ring = sv.lps_to_display(vol.index_to_lps(np.array([2.0, 5.0, k])))  # on the new square's edge
+    centre = sv.lps_to_display(vol.index_to_lps(np.array([4.5, 4.5, k])))  # inside it
+    h = img.shape[0]
+    at = lambda xy: img[h - 1 - int(xy[1]), int(xy[0])]  # noqa: E731
+    assert at(ring)[0] > 200 and at(ring)[1] < 40
+    assert abs(at(centre)[0] - at(centre)[1]) < 10  # grey: the image shows inside

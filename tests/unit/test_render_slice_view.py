@@ -238,3 +238,15 @@ def test_display_mapping_agrees_with_vtk_projection(view):
     ren.WorldToDisplay()
     assert np.allclose(ren.GetDisplayPoint()[:2], sv.lps_to_display(p), atol=1e-3)
     assert sv.value_at_display(-5000, -5000) is None
+
+
+@pytest.mark.parametrize("orientation", list(Orientation))
+def test_a_grid_with_an_even_slice_count_opens_on_a_slice(view, orientation):
+    # the middle of 40 slices lies between slices 19 and 20: the view opens on 19, not on a blend of both
+    sv, _rw = view
+    vol = blank(shape=(40, 64, 50), rotation=rotation_z(10))
+    sv.set_volume(vol)
+    sv.set_orientation(orientation)
+    index = vol.lps_to_index(sv.position_mm)
+    assert np.allclose(index, np.rint(index), atol=1e-9)
+    assert np.allclose(index, [(50 - 1) // 2, (64 - 1) // 2, (40 - 1) // 2])

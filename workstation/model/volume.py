@@ -126,6 +126,19 @@ class Volume:
         k, j, i = self.shape
         return self.index_to_lps(np.array([(i - 1) / 2.0, (j - 1) / 2.0, (k - 1) / 2.0]))
 
+    def middle_voxel_lps(self) -> np.ndarray:
+        """The centre of the voxel at the middle of the grid (the lower one of two middles).
+
+        Where a view opens: on a slice of the grid, not between two (the centre of a grid with an even
+        number of slices lies half-way, where a view would blend two slices and the label tools, which
+        draw on the nearest, could pick the one not shown)."""
+        k, j, i = self.shape
+        return self.index_to_lps(np.array([(i - 1) // 2, (j - 1) // 2, (k - 1) // 2], float))
+
+    def nearest_voxel_lps(self, xyz) -> np.ndarray:
+        """The centre of the voxel nearest to an LPS point (the point itself may lie outside the grid)."""
+        return self.index_to_lps(np.rint(self.lps_to_index(np.asarray(xyz, float))))
+
     def value_at(self, xyz: np.ndarray) -> float | None:
         """Nearest-voxel value at an LPS point, or None outside the grid."""
         i, j, k = np.rint(self.lps_to_index(xyz)).astype(int)

@@ -22,6 +22,7 @@ import numpy as np
 from workstation.model.labelmap import LabelMap
 from workstation.render import _vtk as vtk
 from workstation.render._layer import SliceOverlay, grid_image
+from workstation.render.bridge import vtk_to_numpy_image
 
 DEFAULT_OPACITY = 0.5
 
@@ -74,6 +75,29 @@ def boundary_labels(labels: np.ndarray, axis: int) -> np.ndarray:
     return np.where(edge, labels, 0).astype(labels.dtype, copy=False)
 
 
+def update_boundary(boundary: np.ndarray, labels: np.ndarray, axis: int, box) -> None:
+    """Bring ``boundary`` (:func:`boundary_labels` of ``labels`` before an edit) up to date after an edit
+    whose changed voxels all lie in ``box`` (k0, k1, j0, j1, i0, i1).
+
+    In the planes along ``axis`` a voxel's boundary state depends on its four neighbours, so the voxels up
+    to one beyond the box may change; they are recomputed from a block one more voxel wide, whose own
+    cut edges (which :func:`boundary_labels` takes for the grid's) are never written back."""
+    shape = labels.shape
+    write, block = [], []
+    for ax in range(3):
+        lo, hi = int(box[2 * ax]), int(box[2 * ax + 1])
+        grow = 0 if ax == axis else 1
+        w0, w1 = max(lo - grow, 0), min(hi + grow, shape[ax])
+        b0, b1 = max(w0 - grow, 0), min(w1 + grow, shape[ax])
+        write.append((w0, w1))
+        block.append((b0, b1))
+    if any(w0 >= w1 for w0, w1 in write):
+        return
+    part = boundary_labels(labels[tuple(slice(b0, b1) for b0, b1 in block)], axis)
+    inner = tuple(slice(w0 - b0, w1 - b0) for (w0, w1), (b0, _) in zip(write, block))
+    boundary[tuple(slice(w0, w1) for w0, w1 in write)] = part[inner]
+
+
 def nearest_grid_axis(affine: np.ndarray, direction) -> int:
     """The array axis (0 = k, 1 = j, 2 = i) whose grid direction is closest to ``direction`` (LPS)."""
     axes = np.asarray(affine, float)[:3, :3]
@@ -111,14 +135,22 @@ class LabelMapLayer(SliceOverlay):
             self.badge.SetInput(ai_badge_text(labelmap))
         self._apply_visibility()
 
-    def modified(self) -> None:
-        """The label voxels were edited in place: redraw them."""
+    def modified(self, box: tuple[int, int, int, int, int, int] | None = None) -> None:
+        """The label voxels were edited in place: redraw them.  ``box`` (k0, k1, j0, j1, i0, i1), when given,
+        holds every changed voxel: the outlines shown so far are brought up to date there only (a brush dab
+        costs its own size, not the volume's), else they are rebuilt."""
         if self._image is not None:
             self._image.Modified()
-        if self._outlines:  # the boundaries moved with the edit: rebuild the shown one
+        if not self._outlines:
+            return
+        if box is None or self.labelmap is None:  # the boundaries moved anywhere: rebuild the shown one
             self._outlines.clear()
             self._shown_image = None
             self._pick_image()
+            return
+        for axis, image in self._outlines.items():
+            update_boundary(vtk_to_numpy_image(image), self.labelmap.labels, axis, box)
+            image.Modified()
 
     # -- fill or outline ---------------------------------------------------------------------------------
     @property

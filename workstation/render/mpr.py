@@ -42,7 +42,7 @@ class MprController:
         for o, v in self.views.items():
             v.set_volume(volume)
             v.set_orientation(o)
-        self.set_point(volume.center_lps())
+        self.set_point(volume.middle_voxel_lps())
 
     def set_point(self, xyz) -> None:
         """Move all three planes through ``xyz`` (LPS mm) and draw the crosshairs there."""

@@ -155,7 +155,7 @@ class SliceView:
         self._volume = volume
         if self.labels is not None and not _belongs_to(self.labels.labelmap, volume):
             self.set_labelmap(None)  # never show one series' labels on another
-        self._position = volume.center_lps()
+        self._position = volume.middle_voxel_lps()
         self.set_window(volume.auto_window())
         self.set_invert(volume.info.photometric is Photometric.MONOCHROME1)
         self.fit()

@@ -416,17 +416,21 @@ class AiController(QObject):
         return self._heatmaps.get(view)
 
     def jump_to(self, finding: Finding) -> None:
-        """Show the finding's centroid in the middle of the active view (every plane, in MPR)."""
+        """Show the finding's centroid in the middle of the active view (every plane, in MPR), on the slice
+        of the grid nearest to it."""
         centroid = finding.centroid_mm
         viewer = self.window.viewer
-        if viewer.mpr.isVisible() and viewer.mpr.volume is not None:
-            viewer.mpr.set_point(centroid)
+        in_mpr = viewer.mpr.isVisible() and viewer.mpr.volume is not None
+        active = viewer.active_slice_viewport()
+        volume = viewer.mpr.volume if in_mpr else getattr(active, "volume", None)
+        point = centroid if volume is None else volume.nearest_voxel_lps(centroid)
+        if in_mpr:
+            viewer.mpr.set_point(point)
             targets = viewer.mpr.slice_viewports()
         else:
-            vp = viewer.active_slice_viewport()
-            targets = [] if vp is None or vp.volume is None else [vp]
+            targets = [] if volume is None else [active]
         for vp in targets:
-            vp.view.center_on(centroid)
+            vp.view.center_on(point)
             vp.refresh()
         self.window.show_status(f"{finding.label}: centroid at ({centroid[0]:.1f}, {centroid[1]:.1f}, "
                                 f"{centroid[2]:.1f}) mm")

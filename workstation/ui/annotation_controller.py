@@ -84,6 +84,7 @@ class AnnotationController(QObject):
         p.action_requested.connect(self._on_action)
         p.attribute_changed.connect(self._on_attribute)
         p.settings_changed.connect(self._apply_settings)
+        p.outline.toggled.connect(self.set_outline)
         p.start_button.clicked.connect(self.start)
         p.undo_button.clicked.connect(self.undo)
         p.redo_button.clicked.connect(self.redo)
@@ -258,12 +259,24 @@ class AnnotationController(QObject):
             self._show_on(vp)
 
     # -- overlays ---------------------------------------------------------------------------------------------
+    def set_outline(self, on: bool) -> None:
+        """Draw the annotation's labels as their edges (True) or filled (False), in every view."""
+        if self.panel.outline.isChecked() != bool(on):
+            self.panel.outline.setChecked(bool(on))  # comes back here through the box's signal
+            return
+        for vp in self.slice_viewports():
+            overlay = self.overlays.get(id(vp))
+            if overlay is not None:
+                overlay.layer.set_outline(on)
+                vp.canvas.request_render()
+
     def _show_on(self, vp) -> None:
         overlay = self.overlays.get(id(vp))
         if overlay is None:
             if self.doc is None:
                 return
             overlay = self.overlays[id(vp)] = AnnotationOverlay(vp.view)
+            overlay.layer.set_outline(self.panel.outline.isChecked())
         overlay.show(self.doc)
         overlay.show_marks(self.doc)
         vp.refresh()
@@ -290,7 +303,7 @@ class AnnotationController(QObject):
             overlay = self.overlays.get(id(vp))
             if overlay is not None and overlay.layer.labelmap is not None:
                 if box is not None:
-                    overlay.changed()
+                    overlay.changed(box)
                     if overlay.shows_box(box):  # views whose plane misses the edit keep their frame
                         vp.canvas.request_render()
                 else:  # marks, previews, undo of a mark: cheap to redraw

@@ -108,6 +108,9 @@ class AnnotationPanel(QWidget):
         for w in (self.brush_mm, self.hu_low, self.hu_high):
             w.valueChanged.connect(lambda _=0: emit(self.settings_changed))
         self.sphere.toggled.connect(lambda _=False: emit(self.settings_changed))
+        # the labels' edges only, so the anatomy under them stays in view while painting along it
+        self.outline = QCheckBox("Outline labels (edges only)")
+        self.outline.setObjectName("annotation_outline")
 
     def _layout(self) -> None:
         col = QVBoxLayout(self)
@@ -137,6 +140,7 @@ class AnnotationPanel(QWidget):
         hu.addWidget(self.hu_high)
         form.addRow("HU range", hu)
         form.addRow(self.sphere)
+        form.addRow(self.outline)
         col.addLayout(form)
         actions = QGridLayout()
         for n, b in enumerate([*self.action_buttons.values(), self.undo_button, self.redo_button]):

@@ -307,8 +307,9 @@ class AnnotationOverlay:
             self.layer.set_labelmap(target)
         return shown
 
-    def changed(self) -> None:
-        self.layer.modified()
+    def changed(self, box=None) -> None:
+        """The labels changed (within ``box``, (k0, k1, j0, j1, i0, i1), when given)."""
+        self.layer.modified(box)
 
     def shows_box(self, box) -> bool:
         """Whether the view's plane passes through ``box`` (k0, k1, j0, j1, i0, i1): only then is a redraw due."""

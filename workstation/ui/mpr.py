@@ -146,7 +146,7 @@ class MprPanel(QWidget):
         if self.volume is None:
             return
         self.controller.reset_rotation()
-        self.controller.set_point(self.volume.center_lps())
+        self.controller.set_point(self.volume.middle_voxel_lps())
         for vp in self.slice_viewports():
             vp.view.fit()
         self._refresh_all()

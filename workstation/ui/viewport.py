@@ -112,7 +112,7 @@ class SliceViewport(QWidget):
         orientation = self.view.orientation
         self.view.set_volume(volume)
         self.view.set_orientation(orientation)
-        self.view.set_position_mm(volume.center_lps() if state is None else state[0])
+        self.view.set_position_mm(volume.middle_voxel_lps() if state is None else state[0])
         if state is not None:
             self.view.set_window(state[1])
         self.view.fit()
