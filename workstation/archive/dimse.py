@@ -138,6 +138,7 @@ class DimseArchive(CGet):
                     raise failure
             raise explain_failed_association(assoc, self.name, self.host, self.port, self.calling_ae,
                                              self.called_ae, wait, waited_out, seen)
+        assoc.unbind(evt.EVT_PDU_RECV, seen)  # only the answer to the request matters, not every P-DATA after it
         try:
             yield assoc
         except BaseException:
