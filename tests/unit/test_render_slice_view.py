@@ -250,3 +250,22 @@ def test_a_grid_with_an_even_slice_count_opens_on_a_slice(view, orientation):
     index = vol.lps_to_index(sv.position_mm)
     assert np.allclose(index, np.rint(index), atol=1e-9)
     assert np.allclose(index, [(50 - 1) // 2, (64 - 1) // 2, (40 - 1) // 2])
+
+
+def test_standard_views_of_a_grid_turned_45_degrees_are_three_different_planes():
+    from workstation.render.mpr import rotation_about
+    from workstation.render.slice_view import grid_aligned
+
+    # a grid turned 45 degrees about x: its j and k axes are equally near the patient's y and z; the axial
+    # and coronal views must still be two different grid planes, and all three orthogonal
+    for angle in (45.0, 44.0, 46.0, -45.0, 30.0):
+        d = rotation_about([1.0, 0.0, 0.0], angle)
+        planes = [grid_aligned(o.axes(), d) for o in Orientation]
+        normals = np.array([p[:, 2] for p in planes])
+        assert np.allclose(np.abs(normals @ normals.T), np.eye(3), atol=1e-9)
+        for p in planes:  # each one a plane of the grid: right, up and normal along grid axes
+            assert np.allclose(np.sort(np.abs(d.T @ p), axis=0)[-1], 1.0)
+    # an axis-aligned grid keeps the standard planes, a permuted one (a sagittal acquisition) too
+    for d in (np.eye(3), np.array([[0, 0, 1.0], [1.0, 0, 0], [0, -1.0, 0]])):
+        for o in Orientation:
+            assert np.allclose(grid_aligned(o.axes(), d), o.axes())

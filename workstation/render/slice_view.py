@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from itertools import count
+from itertools import count, permutations
 
 import numpy as np
 from workstation.render import _vtk as vtk
@@ -25,6 +25,71 @@ from workstation.model.volume import Photometric, Volume, Window
 from workstation.render.bridge import prop_matrix, volume_to_local_vtk
 from workstation.render.labelmap_layer import LabelMapLayer
 from workstation.render.overlays import PLANE_COLORS, OrientationMarkers, ScaleBar, WorldLabel, WorldLines
+
+
+class Orientation(enum.Enum):
+    """Standard planes; value = (screen right, screen up) in LPS.  The view normal is up x right."""
+
+    AXIAL = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
+    CORONAL = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0))
+    SAGITTAL = ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+
+    def axes(self) -> np.ndarray:
+        """3x3 with columns (right, up, normal) in LPS; normal is the camera's direction of projection."""
+        r, u = (np.asarray(v) for v in self.value)
+        return np.column_stack([r, u, np.cross(u, r)])
+
+
+class SlabMode(enum.Enum):
+    NONE = "none"
+    MIP = "max"
+    MINIP = "min"
+    MEAN = "mean"
+
+
+@dataclass(frozen=True, eq=False)
+class MeasurementHandle:
+    """What :meth:`SliceView.add_line` / :meth:`SliceView.add_ellipse` return."""
+
+    id: int
+    measurement: LengthMeasurement | EllipseROI
+    text: str
+    stats: RoiStats | None = None
+
+
+_CAMERA_DISTANCE_MM = 2000.0
+
+
+def grid_aligned(axes: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """The plane of the volume's grid nearest to a standard plane: (right, up, normal) columns in LPS.
+
+    A reading view shows the images as acquired, as Horos, Weasis and OHIF's stack view do: on an oblique
+    acquisition (an MR angled along the AC-PC line, a CT with gantry tilt) the "axial" view is the acquired
+    plane, not a reslice along the patient's axes. So the pixels are the scanner's, one scroll step is one
+    acquired slice, and the label tools, which draw on grid planes, work without rotating anything. For a
+    grid along the patient's axes this is the standard plane itself.
+
+    Each patient axis is paired with one grid axis (:func:`grid_axis_of_patient_axes`), so the three
+    standard views stay three different, orthogonal grid planes even for a grid turned 45 degrees; each of
+    right, up and normal (unit patient axes, possibly negated) becomes its paired grid axis, pointing the
+    same way; the normal stays up x right."""
+    d = np.asarray(direction, float)
+    pair = grid_axis_of_patient_axes(d)
+    cols = []
+    for c in range(2):
+        v = np.asarray(axes, float)[:, c]
+        g = pair[int(np.argmax(np.abs(v)))]
+        cols.append(d[:, g] * (1.0 if d[:, g] @ v >= 0 else -1.0))
+    r, u = cols
+    return np.column_stack([r, u, np.cross(u, r)])
+
+
+def grid_axis_of_patient_axes(direction: np.ndarray) -> tuple[int, int, int]:
+    """For the patient's x, y and z, the grid axis (0 = i, 1 = j, 2 = k) paired with each: the one-to-one
+    pairing whose grid axes lie closest to them (largest sum of |cos|)."""
+    closeness = np.abs(np.asarray(direction, float))  # [patient axis, grid axis]
+    best = max(permutations(range(3)), key=lambda p: sum(closeness[a, p[a]] for a in range(3)))
+    return tuple(int(g) for g in best)
 
 
 class Orientation(enum.Enum):
