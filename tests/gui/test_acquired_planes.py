@@ -56,6 +56,32 @@ def test_the_brush_paints_the_tilted_ct_without_rotating_first(tilted):
     a, m, b = (k, rows // 2, cols // 2 - 60), (k, rows // 2, cols // 2), (k, rows // 2, cols // 2 + 60)
     drag(vp, [qpoint(vp, a), qpoint(vp, m), qpoint(vp, b)])
     painted = doc.labels == 1
-    assert "grid planes only" not in window.statusBar().currentMessage()
+    assert "image grid only" not in window.statusBar().currentMessage()
     assert np.array_equal(np.flatnonzero(painted.any((1, 2))), [k])  # on the slice shown, and only there
     assert painted[a] and painted[m] and painted[b]
+
+
+def test_along_the_patients_axes_on_request_and_back(tilted):
+    window, vp = tilted
+    view, vol = vp.view, vp.volume
+    acquired_normal = view.normal.copy()
+    window.set_acquired_planes(False)  # View > Show series as acquired, off: the patient's axes (as in Slicer)
+    assert not window.acquired_action.isChecked() and not view.acquired_planes
+    assert np.allclose(view.normal, [0.0, 0.0, 1.0])
+    assert view.slice_count() > vol.shape[0]  # true axial planes across the tilted stack
+    index = vol.lps_to_index(view.position_mm)
+    assert np.allclose(index, np.rint(index), atol=1e-6)  # through a voxel centre still
+    assert all(not v.view.acquired_planes for v in window.viewer.mpr.slice_viewports())
+    # the label tools cannot draw across the grid: a clear message, nothing painted
+    ctl = window.annotation
+    ctl.panel.annotator.setText("dr axes")
+    doc = ctl.start()
+    ctl.set_tool(Tool.BRUSH)
+    k = int(round(index[2]))
+    _, rows, cols = vol.shape
+    drag(vp, [qpoint(vp, (k, rows // 2, cols // 2)), qpoint(vp, (k, rows // 2, cols // 2 + 40))])
+    assert not doc.labels.any()
+    assert "Show series as acquired" in ctl.panel.status.text() + window.statusBar().currentMessage()
+    window.acquired_action.trigger()  # and back on from the menu
+    assert window.acquired_action.isChecked() and view.acquired_planes
+    assert np.allclose(view.normal, acquired_normal)

@@ -154,6 +154,7 @@ class SliceView:
         self._volume: Volume | None = None
         self._orientation = Orientation.AXIAL
         self._oblique = np.eye(3)
+        self._acquired = True  # standard views on the grid planes nearest to them (see grid_aligned)
         self._screen = np.eye(2)  # screen (right, up) as combinations of the plane's (right, up)
         self._position = np.zeros(3)
         self._center = np.zeros(3)  # in-plane point at the middle of the viewport
@@ -274,9 +275,23 @@ class SliceView:
     def plane_axes(self) -> np.ndarray:
         """3x3, columns = the plane's right, up and normal in LPS (before flips and 90-degree turns)."""
         axes = self._orientation.axes()
-        if self._volume is not None:
+        if self._volume is not None and self._acquired:
             axes = grid_aligned(axes, self._volume.direction)
         return self._oblique @ axes
+
+    @property
+    def acquired_planes(self) -> bool:
+        """True (the default): the standard views are the planes of the grid nearest to them, the series as
+        acquired; False: along the patient's axes (as 3D Slicer shows them), a reslice on an oblique grid."""
+        return self._acquired
+
+    def set_acquired_planes(self, on: bool) -> None:
+        """Switch between the series as acquired and the patient's axes; the view moves to the voxel nearest
+        its point (on a slice of the grid) and is fitted again."""
+        self._acquired = bool(on)
+        if self._volume is not None:
+            self._position = self._volume.nearest_voxel_lps(self._position)
+        self.fit()
 
     @property
     def normal(self) -> np.ndarray:

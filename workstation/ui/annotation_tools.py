@@ -40,7 +40,8 @@ def view_plane(view: SliceView, volume: Volume) -> tuple[int, int]:
     n_idx = volume.direction.T @ view.normal  # the normal in the grid's (i, j, k) unit axes
     a = int(np.argmax(np.abs(n_idx)))
     if abs(abs(n_idx[a]) - 1.0) > 1e-3:
-        raise PlaneError("annotation tools draw on grid planes only: reset the oblique MPR rotation first")
+        raise PlaneError("annotation tools draw on the planes of the image grid only: reset the MPR rotation, "
+                         "or turn View > Show series as acquired back on")
     axis = 2 - a
     index = int(np.rint(volume.lps_to_index(view.position_mm)[a]))
     return axis, index

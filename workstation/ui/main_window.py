@@ -116,6 +116,12 @@ class MainWindow(QMainWindow):
         self.link_action = self._action("Link scrolling", self.viewer.scroll_sync.set_enabled, "Ctrl+L", True)
         self.link_action.setChecked(True)
         view_menu.addAction(self.link_action)
+        self.acquired_action = self._action("Show series as acquired", self.set_acquired_planes, checkable=True)
+        self.acquired_action.setChecked(True)
+        self.acquired_action.setToolTip("On: axial, coronal and sagittal are the image planes nearest to them, as "
+                                        "the scanner acquired them. Off: along the patient's axes (an oblique "
+                                        "series is resliced; the label tools then draw only after this is on)")
+        view_menu.addAction(self.acquired_action)
         toolbar.addSeparator()
         self.tools_menu = menu.addMenu("&Tools")
         self._build_tools(self.tools_menu, toolbar)
@@ -160,6 +166,22 @@ class MainWindow(QMainWindow):
             self.layout_memory.restore(self)
 
     # -- commands ------------------------------------------------------------------------------------------
+    def set_acquired_planes(self, on: bool) -> None:
+        """Every 2D and MPR view: the series as acquired (on) or along the patient's axes (off)."""
+        on = bool(on)
+        if self.acquired_action.isChecked() != on:
+            self.acquired_action.setChecked(on)
+        for vp in self.viewer.viewports:
+            vp.view.set_acquired_planes(on)
+            vp.refresh()
+        mpr = self.viewer.mpr
+        for vp in mpr.slice_viewports():
+            vp.view.set_acquired_planes(on)
+        if mpr.volume is not None:
+            mpr.set_point(mpr.volume.nearest_voxel_lps(mpr.controller.point))
+        for vp in mpr.slice_viewports():
+            vp.refresh()
+
     def set_layout(self, layout: Layout) -> None:
         previous = self.viewer.active_slice_viewport()
         self.viewer.set_layout(layout)
