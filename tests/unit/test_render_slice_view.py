@@ -258,8 +258,10 @@ def test_standard_views_of_a_grid_turned_45_degrees_are_three_different_planes()
 
     # a grid turned 45 degrees about x: its j and k axes are equally near the patient's y and z; the axial
     # and coronal views must still be two different grid planes, and all three orthogonal
-    for angle in (45.0, 44.0, 46.0, -45.0, 30.0):
-        d = rotation_about([1.0, 0.0, 0.0], angle)
+    # (and a double oblique, turned 60 degrees about x + y, where the nearest axis of each view alone
+    # would give two views the same plane)
+    for axis, angle in [([1.0, 0.0, 0.0], a) for a in (45.0, 44.0, 46.0, -45.0, 30.0)] + [([1.0, 1.0, 0.0], 60.0)]:
+        d = rotation_about(np.array(axis) / np.linalg.norm(axis), angle)
         planes = [grid_aligned(o.axes(), d) for o in Orientation]
         normals = np.array([p[:, 2] for p in planes])
         assert np.allclose(np.abs(normals @ normals.T), np.eye(3), atol=1e-9)

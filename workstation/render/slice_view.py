@@ -92,60 +92,6 @@ def grid_axis_of_patient_axes(direction: np.ndarray) -> tuple[int, int, int]:
     return tuple(int(g) for g in best)
 
 
-class Orientation(enum.Enum):
-    """Standard planes; value = (screen right, screen up) in LPS.  The view normal is up x right."""
-
-    AXIAL = ((1.0, 0.0, 0.0), (0.0, -1.0, 0.0))
-    CORONAL = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0))
-    SAGITTAL = ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
-
-    def axes(self) -> np.ndarray:
-        """3x3 with columns (right, up, normal) in LPS; normal is the camera's direction of projection."""
-        r, u = (np.asarray(v) for v in self.value)
-        return np.column_stack([r, u, np.cross(u, r)])
-
-
-class SlabMode(enum.Enum):
-    NONE = "none"
-    MIP = "max"
-    MINIP = "min"
-    MEAN = "mean"
-
-
-@dataclass(frozen=True, eq=False)
-class MeasurementHandle:
-    """What :meth:`SliceView.add_line` / :meth:`SliceView.add_ellipse` return."""
-
-    id: int
-    measurement: LengthMeasurement | EllipseROI
-    text: str
-    stats: RoiStats | None = None
-
-
-_CAMERA_DISTANCE_MM = 2000.0
-
-
-def grid_aligned(axes: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """The plane of the volume's grid nearest to a standard plane: (right, up, normal) columns in LPS.
-
-    A reading view shows the images as acquired, as Horos, Weasis and OHIF's stack view do: on an oblique
-    acquisition (an MR angled along the AC-PC line, a CT with gantry tilt) the "axial" view is the acquired
-    plane, not a reslice along the patient's axes. So the pixels are the scanner's, one scroll step is one
-    acquired slice, and the label tools, which draw on grid planes, work without rotating anything. For a
-    grid along the patient's axes this is the standard plane itself. Each of right, up and normal becomes
-    the signed grid axis nearest to it (normal first); the normal stays up x right."""
-    d = np.asarray(direction, float)
-    right, up, normal = (np.asarray(axes, float)[:, c] for c in range(3))
-    along_normal = np.abs(d.T @ normal)
-    a_n = int(np.argmax(along_normal))
-    rest = [a for a in range(3) if a != a_n]
-    a_r = max(rest, key=lambda a: abs(float(d[:, a] @ right)))
-    a_u = rest[0] if rest[1] == a_r else rest[1]
-    r = d[:, a_r] * (1.0 if d[:, a_r] @ right >= 0 else -1.0)
-    u = d[:, a_u] * (1.0 if d[:, a_u] @ up >= 0 else -1.0)
-    return np.column_stack([r, u, np.cross(u, r)])
-
-
 class SliceView:
     """One slice (or slab) view; the owner calls ``render_window.Render()``."""
 

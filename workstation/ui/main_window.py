@@ -171,16 +171,13 @@ class MainWindow(QMainWindow):
         on = bool(on)
         if self.acquired_action.isChecked() != on:
             self.acquired_action.setChecked(on)
-        for vp in self.viewer.viewports:
-            vp.view.set_acquired_planes(on)
-            vp.refresh()
         mpr = self.viewer.mpr
-        for vp in mpr.slice_viewports():
+        for vp in [*self.viewer.viewports, *mpr.slice_viewports()]:
             vp.view.set_acquired_planes(on)
-        if mpr.volume is not None:
-            mpr.set_point(mpr.volume.nearest_voxel_lps(mpr.controller.point))
-        for vp in mpr.slice_viewports():
+        for vp in self.viewer.viewports:
             vp.refresh()
+        if mpr.volume is not None:  # the three planes through one point again (set_point redraws them)
+            mpr.set_point(mpr.volume.nearest_voxel_lps(mpr.controller.point))
 
     def set_layout(self, layout: Layout) -> None:
         previous = self.viewer.active_slice_viewport()
